@@ -1,0 +1,90 @@
+# pflab.netfilter: `make report` runs the experiments, `make test` runs every test.
+# Both install what is missing first (OS packages, .venv, collection link).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# The controller runs on the system Python 3.11 of Debian 12 (ansible-core 2.19).
+PYTHON ?= /usr/bin/python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+MIN_KERNEL := 5.4
+APT_PACKAGES := iptables nftables netcat-openbsd iproute2 util-linux procps git \
+	python3 python3-venv python3-apt python3-pyroute2 python3-nftables
+COLLECTION_LINK := .collections/ansible_collections/pflab/netfilter
+SANITY_TREE := build/sanity/ansible_collections/pflab/netfilter
+
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup preflight packages venv collection report test unit integration sanity lint clean
+
+help:
+	@echo "make report  - install what is missing, run the article's experiments, write ./report/"
+	@echo "make test    - install what is missing, run unit, integration, sanity and lint tests"
+	@echo "make clean   - remove .venv, .collections, build/ and report/"
+
+setup: preflight packages venv collection
+
+preflight:
+	@[ "$$(id -u)" = 0 ] || { echo "pflab: run as root: labs create network namespaces and read /dev/kmsg" >&2; exit 1; }
+	@k=$$(uname -r); v=$${k%%-*}; \
+	if [ "$$(printf '%s\n%s\n' "$(MIN_KERNEL)" "$$v" | sort -V | head -n1)" != "$(MIN_KERNEL)" ]; then \
+	  echo "pflab: kernel $$k is older than $(MIN_KERNEL)" >&2; exit 1; fi; \
+	echo "pflab: root on kernel $$k (>= $(MIN_KERNEL))"
+
+packages:
+	@command -v dpkg-query >/dev/null || { echo "pflab: no apt here; install by hand: $(APT_PACKAGES)" >&2; exit 1; }
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q 'install ok installed' || echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "pflab: installing OS packages:" $$missing; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "pflab: OS packages present"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@echo "pflab: installing the pinned controller tools into .venv"
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | { grep -v 'is ignored' || true; }
+	@$(BIN)/python -m pip install -q -r requirements.txt 2>&1 | { grep -v 'is ignored' || true; }
+	@touch $@
+
+collection:
+	@if [ "$$(readlink $(COLLECTION_LINK) 2>/dev/null)" != "$(CURDIR)" ]; then \
+	  mkdir -p $(dir $(COLLECTION_LINK)); ln -sfn $(CURDIR) $(COLLECTION_LINK); \
+	  echo "pflab: linked the checkout as pflab.netfilter in $(COLLECTION_LINK)"; fi
+
+report: setup
+	@echo "pflab: running playbooks/article.yml against the default inventory"
+	ansible-playbook playbooks/article.yml
+
+test: setup unit integration sanity lint
+	@echo "pflab: all tests passed"
+
+unit:
+	@echo "pflab: unit tests"
+	pytest -q tests/unit
+
+integration:
+	@echo "pflab: integration tests on real network namespaces"
+	pytest -q tests/integration
+
+# ansible-test must run from a path ending in ansible_collections/pflab/netfilter,
+# so it runs on a copy of the tracked and new files.
+sanity:
+	@echo "pflab: ansible-test sanity"
+	@rm -rf build/sanity; mkdir -p $(SANITY_TREE)
+	@git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(SANITY_TREE)
+	@$(BIN)/python tests/sanity/offline_get_pip.py
+	cd $(SANITY_TREE) && ansible-test sanity --python 3.11 --requirements --color no
+
+lint:
+	@echo "pflab: ansible-lint (production profile, offline)"
+	ansible-lint
+
+clean:
+	rm -rf $(VENV) .collections build report

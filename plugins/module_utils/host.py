@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a host offers a lab: kernel, tools and their versions, legacy xtables.
+
+Only reads: files under /proc and /etc, and ``--version`` of each tool. It never
+runs ``iptables-legacy -t``, which would create a table and register its hooks.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns
+
+# Tool name -> argv that prints its version (None: the tool has no such flag).
+TOOLS = {
+    'iptables': ['--version'],
+    'iptables-legacy': ['--version'],
+    'iptables-nft': ['--version'],
+    'nft': ['--version'],
+    'ip': ['-V'],
+    'nc': None,
+    'nsenter': ['--version'],
+    'sysctl': ['--version'],
+}
+SYSCTLS = ['net.netfilter.nf_log_all_netns']
+LEGACY_PROC = '/proc/net/ip_tables_names'
+
+
+def kernel_info():
+    release = os.uname()[2]
+    match = re.match(r'(\d+)\.(\d+)', release)
+    version = '%s.%s' % match.groups() if match else None
+    return {'release': release, 'version': version}
+
+
+def os_release(path='/etc/os-release'):
+    info = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                key, eq, value = line.strip().partition('=')
+                if eq:
+                    info[key.lower()] = value.strip('"\'')
+    except OSError:
+        pass
+    return {'id': info.get('id'), 'id_like': info.get('id_like', '').split(), 'version_id': info.get('version_id')}
+
+
+def read_sysctl(name):
+    try:
+        with open('/proc/sys/' + name.replace('.', '/')) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _kernel_has_legacy_xtables(release):
+    if os.path.exists(LEGACY_PROC):
+        return True
+    for index in ('modules.builtin', 'modules.dep'):
+        try:
+            with open(os.path.join('/lib/modules', release, index)) as f:
+                if re.search(r'/ip_tables\.ko', f.read()):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def tools(get_bin_path, run):
+    """Path and first version line of each tool; path None when missing.
+
+    ``get_bin_path(name)`` returns a path or None; ``run(argv)`` returns (rc, out, err).
+    """
+    found = {}
+    for name, args in sorted(TOOLS.items()):
+        path = get_bin_path(name)
+        version = None
+        if path and args:
+            rc, out, err = run([path] + args)
+            lines = (out or err).strip().splitlines()
+            version = lines[0] if rc == 0 and lines else None
+        found[name] = {'path': path, 'version': version}
+    return found
+
+
+def legacy_support(found_tools, release):
+    """Whether iptables-legacy can run here, and why not when it cannot."""
+    if not found_tools['iptables-legacy']['path']:
+        return {'usable': False, 'reason': 'no iptables-legacy binary (RHEL 9 and some distributions ship none)'}
+    if not _kernel_has_legacy_xtables(release):
+        return {'usable': False, 'reason': 'kernel %s has no legacy xtables (CONFIG_IP_NF_IPTABLES or CONFIG_NETFILTER_XTABLES_LEGACY off)' % release}
+    return {'usable': True, 'reason': None}
+
+
+def gather(get_bin_path, run):
+    kernel = kernel_info()
+    found = tools(get_bin_path, run)
+    return {
+        'kernel': kernel,
+        'os': os_release(),
+        'tools': found,
+        'iptables_legacy': legacy_support(found, kernel['release']),
+        'sysctls': dict((name, read_sysctl(name)) for name in SYSCTLS),
+        'labs': netns.list_labs(),
+    }

@@ -1,0 +1,230 @@
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Lab topology engine: named network namespaces joined by veth pairs.
+
+Everything is done over netlink with pyroute2. Both ends of a veth are created
+inside the lab's namespaces, so the host's own namespace is never touched.
+Link number i of a lab takes the i-th /30 of the lab subnet: .1 for its first
+end, .2 for its second.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import socket
+import traceback
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import listener, netns
+
+try:
+    from pyroute2 import NetNS
+    from pyroute2 import netns as pr_netns
+except ImportError:
+    HAS_PYROUTE2 = False
+    PYROUTE2_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_PYROUTE2 = True
+    PYROUTE2_IMPORT_ERROR = None
+
+IFF_UP = 0x1
+DEFAULT_SUBNET = '198.18.0.0/24'
+
+
+class LabError(Exception):
+    pass
+
+
+def check_lab_id(lab):
+    if not netns.LAB_ID_RE.match(lab or ''):
+        raise LabError("lab name %r is invalid: use 1-32 of a-z, 0-9 and '-', starting with a letter or digit" % lab)
+
+
+class LabPlan:
+    """The wanted shape of a lab, validated and with every name and address."""
+
+    def __init__(self, lab, roles, links=None, subnet=DEFAULT_SUBNET):
+        check_lab_id(lab)
+        self.lab = lab
+        roles = list(roles)
+        if len(roles) < 2:
+            raise LabError('a lab needs at least two namespaces, got %s' % roles)
+        for role in roles:
+            if not netns.ROLE_RE.match(role):
+                raise LabError('namespace role %r is invalid: use 1-10 of a-z and 0-9, starting with a letter' % role)
+        if len(set(roles)) != len(roles):
+            raise LabError('namespace roles must be unique, got %s' % roles)
+        self.roles = roles
+        self.namespaces = dict((role, netns.lab_netns_name(lab, role)) for role in roles)
+
+        if links is None:
+            links = [[roles[i], roles[i + 1]] for i in range(len(roles) - 1)]
+        try:
+            network = ipaddress.IPv4Network(subnet)
+        except ValueError as e:
+            raise LabError('subnet %r is not an IPv4 network: %s' % (subnet, e))
+        blocks = list(network.subnets(new_prefix=30)) if network.prefixlen <= 30 else []
+        if len(blocks) < len(links):
+            raise LabError('subnet %s has room for %d links (one /30 each), %d asked' % (subnet, len(blocks), len(links)))
+        self.subnet = str(network)
+
+        self.links = []
+        seen = set()
+        for link, block in zip(links, blocks):
+            if len(link) != 2 or link[0] == link[1] or not set(link) <= set(roles):
+                raise LabError('link %s must name two different namespaces of %s' % (link, roles))
+            if frozenset(link) in seen:
+                raise LabError('link %s is given twice' % (link,))
+            seen.add(frozenset(link))
+            hosts = list(block.hosts())
+            self.links.append([self._end(link[0], link[1], hosts[0]), self._end(link[1], link[0], hosts[1])])
+
+    def _end(self, role, peer, address):
+        return {
+            'role': role,
+            'netns': self.namespaces[role],
+            'ifname': 'to-%s' % peer,
+            'address': str(address),
+            'prefixlen': 30,
+        }
+
+    def addresses(self):
+        """The first address of every namespace, by role."""
+        found = {}
+        for link in self.links:
+            for end in link:
+                found.setdefault(end['role'], end['address'])
+        return found
+
+    def as_result(self):
+        return {
+            'name': self.lab,
+            'subnet': self.subnet,
+            'namespaces': dict(self.namespaces),
+            'addresses': self.addresses(),
+            'links': [list(link) for link in self.links],
+        }
+
+
+def _link(ns, ifname):
+    """The link message of ``ifname`` in an open namespace, or None."""
+    found = ns.link_lookup(ifname=ifname)
+    return ns.get_links(found[0])[0] if found else None
+
+
+def _kind(msg):
+    info = msg.get_attr('IFLA_LINKINFO')
+    return info.get_attr('IFLA_INFO_KIND') if info else None
+
+
+def _addresses(ns, index):
+    return set(
+        (a.get_attr('IFA_ADDRESS'), a['prefixlen'])
+        for a in ns.get_addr(index=index, family=socket.AF_INET)
+    )
+
+
+class Lab:
+    """Brings a lab to its plan (present) or removes it (absent)."""
+
+    def __init__(self, plan, check_mode=False):
+        self.plan = plan
+        self.check_mode = check_mode
+        self.changes = []
+        self._open = {}
+
+    def _ns(self, role):
+        if role not in self._open:
+            self._open[role] = NetNS(self.plan.namespaces[role], flags=0)
+        return self._open[role]
+
+    def close(self):
+        for ns in self._open.values():
+            ns.close()
+        self._open = {}
+
+    def _change(self, what):
+        self.changes.append(what)
+        return not self.check_mode
+
+    def present(self):
+        try:
+            missing = [r for r in self.plan.roles if not netns.exists(self.plan.namespaces[r])]
+            for role in missing:
+                if self._change('create namespace %s' % self.plan.namespaces[role]):
+                    pr_netns.create(self.plan.namespaces[role])
+            if self.check_mode and missing:
+                # Namespaces that do not exist yet cannot be inspected.
+                for link in self.plan.links:
+                    self._change('create veth %s <-> %s' % (link[0]['ifname'], link[1]['ifname']))
+                return self.changes
+            for role in self.plan.roles:
+                self._ensure_up(role, 'lo')
+            for link in self.plan.links:
+                self._ensure_link(link)
+            return self.changes
+        finally:
+            self.close()
+
+    def _ensure_up(self, role, ifname):
+        ns = self._ns(role)
+        msg = _link(ns, ifname)
+        if not msg['flags'] & IFF_UP and self._change('set %s up in %s' % (ifname, self.plan.namespaces[role])):
+            ns.link('set', index=msg['index'], state='up')
+
+    def _ensure_link(self, link):
+        a, b = link
+        ns_a, ns_b = self._ns(a['role']), self._ns(b['role'])
+        msg_a, msg_b = _link(ns_a, a['ifname']), _link(ns_b, b['ifname'])
+        healthy = msg_a is not None and msg_b is not None and _kind(msg_a) == 'veth' and _kind(msg_b) == 'veth'
+        if not healthy:
+            for ns, msg, end in ((ns_a, msg_a, a), (ns_b, msg_b, b)):
+                if msg is not None and self._change('delete broken %s in %s' % (end['ifname'], end['netns'])):
+                    ns.link('del', index=msg['index'])
+            if not self._change('create veth %s:%s <-> %s:%s' % (a['netns'], a['ifname'], b['netns'], b['ifname'])):
+                return
+            # Both ends are made in A, then B's end moves to B.
+            ns_a.link('add', ifname=a['ifname'], kind='veth', peer=b['ifname'])
+            peer = ns_a.link_lookup(ifname=b['ifname'])[0]
+            ns_a.link('set', index=peer, net_ns_fd=b['netns'])
+        for ns, end in ((ns_a, a), (ns_b, b)):
+            self._ensure_address(ns, end)
+            self._ensure_up(end['role'], end['ifname'])
+
+    def _ensure_address(self, ns, end):
+        index = ns.link_lookup(ifname=end['ifname'])[0]
+        wanted = (end['address'], end['prefixlen'])
+        have = _addresses(ns, index)
+        for address, prefixlen in sorted(have - set([wanted])):
+            if self._change('remove %s/%d from %s in %s' % (address, prefixlen, end['ifname'], end['netns'])):
+                ns.addr('del', index=index, address=address, prefixlen=prefixlen)
+        if wanted not in have and self._change('add %s/%d to %s in %s' % (wanted + (end['ifname'], end['netns']))):
+            ns.addr('add', index=index, address=end['address'], prefixlen=end['prefixlen'])
+
+
+def lab_namespaces(lab):
+    """Every namespace on this host that belongs to ``lab``, whatever its roles."""
+    return [name for name in netns.list_netns() if (netns.split_lab_netns_name(name) or (None,))[0] == lab]
+
+
+def remove_lab(lab, check_mode=False):
+    """Remove every namespace of ``lab`` and stop the processes inside them.
+
+    Returns (changes, killed pids). Removing a namespace removes its veths.
+    """
+    check_lab_id(lab)
+    changes, killed = [], []
+    for name in lab_namespaces(lab):
+        pids = netns.pids_in(name)
+        if pids:
+            changes.append('stop processes %s in %s' % (pids, name))
+            killed.extend(pids)
+            if not check_mode:
+                netns.stop_pids(pids)
+        changes.append('remove namespace %s' % name)
+        if not check_mode:
+            pr_netns.remove(name)
+            listener.forget_netns(name)
+    return changes, killed

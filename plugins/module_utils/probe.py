@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One TCP connect from inside a network namespace, timed."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import socket
+import time
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns
+
+try:
+    from pyroute2 import netns as pr_netns
+except ImportError:
+    pr_netns = None  # the module reports missing_required_lib
+
+_UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+class ProbeError(Exception):
+    pass
+
+
+def tcp_connect(name, address, port, timeout_ms):
+    """Connect once from namespace ``name``; return (outcome, elapsed_ms).
+
+    The calling process moves into the namespace for good, so call this last.
+    """
+    if not netns.exists(name):
+        raise ProbeError('network namespace %s does not exist' % name)
+    family = socket.AF_INET6 if ':' in address else socket.AF_INET
+    pr_netns.setns(name, flags=0)  # flags=0: never create a missing namespace
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout_ms / 1000.0)
+    start = time.monotonic()
+    try:
+        sock.connect((address, port))
+        outcome = 'connected'
+    except socket.timeout:
+        outcome = 'timeout'
+    except ConnectionRefusedError:
+        outcome = 'refused'
+    except OSError as e:
+        if e.errno not in _UNREACHABLE:
+            raise ProbeError('connect to %s port %d from %s: %s' % (address, port, name, e))
+        outcome = 'unreachable'
+    finally:
+        elapsed_ms = (time.monotonic() - start) * 1000.0
+        sock.close()
+    return outcome, round(elapsed_ms, 3)
