@@ -74,11 +74,13 @@ integration:
 	pytest -q tests/integration
 
 # ansible-test must run from a path ending in ansible_collections/pflab/netfilter,
-# so it runs on a copy of the tracked and new files.
+# so it runs on a copy of the tracked and new files, made a git work tree of its
+# own (else ansible-test sees the checkout's .gitignore and skips everything).
 sanity:
 	@echo "pflab: ansible-test sanity"
 	@rm -rf build/sanity; mkdir -p $(SANITY_TREE)
 	@git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(SANITY_TREE)
+	@cd $(SANITY_TREE) && git init -q && git add -A
 	@$(BIN)/python tests/sanity/offline_get_pip.py
 	cd $(SANITY_TREE) && ansible-test sanity --python 3.11 --requirements --color no
 

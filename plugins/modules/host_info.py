@@ -17,8 +17,9 @@ description:
     whether iptables-legacy can run at all, the sysctls a lab depends on and the labs present.
   - Reads only. It never lists an iptables-legacy table, since reading an absent table with C(-t)
     creates it and registers its hooks.
+  - The P(pflab.netfilter.lab_host#role) role uses it for its preflight.
 author:
-  - pflab.netfilter developers
+  - pflab.netfilter developers (@pflab)
 options: {}
 attributes:
   check_mode:
@@ -26,8 +27,7 @@ attributes:
     description: The module only reads.
   diff_mode:
     support: none
-seealso:
-  - role: pflab.netfilter.lab_host
+    description: No diff is produced.
 '''
 
 EXAMPLES = r'''
@@ -83,7 +83,7 @@ from ansible_collections.pflab.netfilter.plugins.module_utils import host
 
 def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
-    facts = host.gather(module.get_bin_path, lambda argv: module.run_command(argv))
+    facts = host.gather(module.get_bin_path, module.run_command)
     module.exit_json(changed=False, **facts)
 
 

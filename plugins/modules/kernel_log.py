@@ -21,7 +21,7 @@ description:
     overwritten before they could be read; RV(lost) counts them. Nothing is guessed.
   - The ring is only read, never cleared.
 author:
-  - pflab.netfilter developers
+  - pflab.netfilter developers (@pflab)
 requirements:
   - root, or read access to C(/dev/kmsg)
 options:
@@ -49,6 +49,7 @@ attributes:
     description: The module only reads, so it runs in check mode too.
   diff_mode:
     support: none
+    description: No diff is produced.
 notes:
   - LOG rules in a network namespace other than the initial one write nothing unless the
     host-wide sysctl C(net.netfilter.nf_log_all_netns) is 1; the P(pflab.netfilter.lab_host#role) role sets it.

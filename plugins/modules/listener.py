@@ -18,7 +18,7 @@ description:
   - O(state=absent) stops it. A pid from the pidfile is only trusted while it runs that exact command
     in that namespace, so a recycled pid is never signalled.
 author:
-  - pflab.netfilter developers
+  - pflab.netfilter developers (@pflab)
 requirements:
   - netcat-openbsd (or another C(nc) that takes C(-l -k PORT)) and C(nsenter) on the target
 options:
@@ -44,6 +44,7 @@ attributes:
     description: Reports whether it would start or stop the listener, and does neither.
   diff_mode:
     support: none
+    description: No diff is produced.
 notes:
   - C(nc -l -k) accepts one connection at a time with a backlog of one; leave 10 ms or more between probes.
 seealso:

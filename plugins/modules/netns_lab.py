@@ -23,7 +23,7 @@ description:
   - O(state=absent) stops every process still running in the lab's namespaces and removes
     every namespace of the lab (whatever its roles), which removes their veths. Nothing else is touched.
 author:
-  - pflab.netfilter developers
+  - pflab.netfilter developers (@pflab)
 requirements:
   - pyroute2 (Debian/Ubuntu package C(python3-pyroute2)) on the target
   - root on the target
@@ -64,6 +64,7 @@ attributes:
     description: Reports the changes it would make and makes none.
   diff_mode:
     support: none
+    description: No diff is produced.
 notes:
   - Nothing routes beyond a link's two ends; the lab is for traffic between directly joined namespaces.
 seealso:

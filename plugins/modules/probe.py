@@ -19,7 +19,7 @@ description:
   - On a veth a connect takes about 40 microseconds, and the first SYN retransmit comes after 1 s,
     so the default 200 ms timeout is a safe verdict that the SYN was dropped.
 author:
-  - pflab.netfilter developers
+  - pflab.netfilter developers (@pflab)
 requirements:
   - pyroute2 (Debian/Ubuntu package C(python3-pyroute2)) on the target
   - root on the target
@@ -50,6 +50,7 @@ attributes:
     description: A probe changes nothing, so it runs in check mode too.
   diff_mode:
     support: none
+    description: No diff is produced.
 notes:
   - C(nc -l -k) has a backlog of one; leave 10 ms or more between probes to the same listener.
 seealso:

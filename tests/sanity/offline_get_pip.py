@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Let ansible-test sanity bootstrap pip without its download host.
 
 ansible-test fetches get-pip.py from a host this network does not reach, unless

@@ -1,0 +1,118 @@
+"""Integration fixtures: real namespaces, real kernel, driven through ansible-runner.
+
+Every lab a test makes is named pfl-itest-*; it is removed after each test even
+when the test fails. The session checks that the initial network namespace's
+firewall rules, qdiscs and links are byte-identical afterwards, and puts
+net.netfilter.nf_log_all_netns (the one host-wide change allowed) back.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import ansible_runner
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INVENTORY = os.path.join(ROOT, 'inventory', 'localhost.yml')
+SYSCTL = '/proc/sys/net/netfilter/nf_log_all_netns'
+STATE_FILE = '/var/lib/pflab/net.netfilter.nf_log_all_netns.orig'
+TEST_LAB_PREFIX = 'pfl-itest'
+
+# ansible-runner starts ansible-playbook from PATH: use the one beside this Python.
+os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']
+
+# Read-only views of the initial namespace; none of them creates a table.
+HOST_VIEWS = [
+    ['iptables-legacy-save'],
+    ['ip6tables-legacy-save'],
+    ['nft', 'list', 'ruleset'],
+    ['tc', 'qdisc', 'show'],
+    ['ip', '-o', 'link', 'show'],
+]
+
+
+def _out(argv):
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def _strip_counters(text):
+    # iptables-save prints packet counters and a timestamp that change on their own.
+    return '\n'.join(line for line in text.splitlines() if not line.startswith(('#', ':')))
+
+
+def host_state():
+    return {' '.join(argv): _strip_counters(_out(argv)) for argv in HOST_VIEWS}
+
+
+def netns_names():
+    return [line.split()[0] for line in _out(['ip', 'netns', 'list']).splitlines() if line.strip()]
+
+
+def remove_test_labs():
+    for name in netns_names():
+        if name.startswith(TEST_LAB_PREFIX):
+            for pid in _out(['ip', 'netns', 'pids', name]).split():
+                subprocess.run(['kill', '-9', pid], check=False)
+            subprocess.run(['ip', 'netns', 'del', name], check=False)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def host_guard():
+    with open(SYSCTL) as f:
+        sysctl_before = f.read()
+    state_file_before = os.path.exists(STATE_FILE)
+    before = host_state()
+    yield
+    remove_test_labs()
+    with open(SYSCTL) as f:
+        sysctl_after = f.read()
+    if sysctl_after != sysctl_before:
+        with open(SYSCTL, 'w') as f:
+            f.write(sysctl_before)
+    if not state_file_before and os.path.exists(STATE_FILE):
+        os.unlink(STATE_FILE)
+    assert host_state() == before, 'a test changed the initial network namespace'
+    assert sysctl_after == sysctl_before, 'nf_log_all_netns was not restored'
+
+
+@pytest.fixture(autouse=True)
+def clean_labs():
+    yield
+    remove_test_labs()
+
+
+class Ansible:
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+
+    def _run(self, **kwargs):
+        result = ansible_runner.run(
+            private_data_dir=str(self.tmp_path),
+            inventory=INVENTORY,
+            envvars={'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg')},
+            quiet=True,
+            **kwargs
+        )
+        return result
+
+    def playbook(self, name, check=True, **extravars):
+        result = self._run(playbook=os.path.join(ROOT, 'playbooks', name), extravars=extravars)
+        if check:
+            assert result.rc == 0, result.stdout.read()
+        return result
+
+    def module(self, name, args, check_mode=False):
+        """Run one module on localhost; return its result dict and whether it failed."""
+        result = self._run(host_pattern='localhost', module='pflab.netfilter.' + name,
+                           module_args=json.dumps(args), cmdline='--check' if check_mode else None)
+        for event in result.events:
+            if event.get('event') in ('runner_on_ok', 'runner_on_failed'):
+                return event['event_data']['res'], event['event'] == 'runner_on_failed'
+        raise AssertionError(result.stdout.read())
+
+
+@pytest.fixture
+def ansible(tmp_path):
+    return Ansible(tmp_path)

@@ -1,0 +1,53 @@
+"""Lab planning and namespace naming: pure logic, no namespaces made."""
+
+import pytest
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import lab, netns
+
+
+def test_default_plan_names_and_addresses():
+    plan = lab.LabPlan('demo', ['client', 'server'])
+    assert plan.namespaces == {'client': 'pfl-demo-client', 'server': 'pfl-demo-server'}
+    assert plan.addresses() == {'client': '198.18.0.1', 'server': '198.18.0.2'}
+    a, b = plan.links[0]
+    assert (a['ifname'], b['ifname']) == ('to-server', 'to-client')
+    assert (a['netns'], b['netns']) == ('pfl-demo-client', 'pfl-demo-server')
+
+
+def test_consecutive_links_take_consecutive_blocks():
+    plan = lab.LabPlan('chain', ['client', 'router', 'server'], subnet='198.18.1.0/24')
+    ends = [(end['role'], end['address']) for link in plan.links for end in link]
+    assert ends == [('client', '198.18.1.1'), ('router', '198.18.1.2'),
+                    ('router', '198.18.1.5'), ('server', '198.18.1.6')]
+
+
+def test_interface_names_fit_ifnamsiz():
+    plan = lab.LabPlan('x' * 32, ['abcdefghij', 'klmnopqrst'])
+    assert all(len(end['ifname']) <= 15 for link in plan.links for end in link)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(lab='Bad_Name', roles=['client', 'server']), 'lab name'),
+    (dict(lab='demo', roles=['client']), 'at least two'),
+    (dict(lab='demo', roles=['client', 'client']), 'unique'),
+    (dict(lab='demo', roles=['client', 'srv-1']), 'role'),
+    (dict(lab='demo', roles=['client', 'server'], links=[['client', 'client']]), 'two different'),
+    (dict(lab='demo', roles=['client', 'server'], links=[['client', 'nobody']]), 'two different'),
+    (dict(lab='demo', roles=['client', 'server'], links=[['client', 'server'], ['server', 'client']]), 'twice'),
+    (dict(lab='demo', roles=['client', 'server'], subnet='2001:2::/64'), 'not an IPv4'),
+    (dict(lab='demo', roles=['a', 'b', 'c'], subnet='198.18.0.0/30'), 'room for 1 links'),
+])
+def test_bad_plans_are_refused_with_the_reason(kwargs, message):
+    with pytest.raises(lab.LabError, match=message):
+        lab.LabPlan(**kwargs)
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('pfl-demo-client', ('demo', 'client')),
+    ('pfl-a-b-server', ('a-b', 'server')),
+    ('pfl-demo', None),
+    ('other-demo-client', None),
+    ('pfl-demo-srv-1', None),
+])
+def test_split_lab_netns_name(name, expected):
+    assert netns.split_lab_netns_name(name) == expected
