@@ -3,19 +3,31 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Network namespace helpers shared by every module.
 
-One code path runs a command inside a namespace (``in_netns``); one finds the
-processes that live in a namespace (``pids_in``). Names of lab namespaces are
-``pfl-<lab>-<role>``.
+One code path runs a command inside a namespace (``in_netns``, ``Runner``); one
+finds the processes that live in a namespace (``pids_in``). Names of lab
+namespaces are ``pfl-<lab>-<role>``; ``scratch()`` makes a short-lived one
+named ``pflscratch-*`` where rules are tried before they reach a real ruleset.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
+import contextlib
 import os
 import re
 import signal
 import time
+import traceback
+
+try:
+    from pyroute2 import netns as pr_netns
+except ImportError:
+    pr_netns = None
+    PYROUTE2_IMPORT_ERROR = traceback.format_exc()
+else:
+    PYROUTE2_IMPORT_ERROR = None
 
 NETNS_DIR = '/run/netns'
 PREFIX = 'pfl'
@@ -116,3 +128,32 @@ def stop_pids(pids, grace=1.0):
             if not pids:
                 return
             time.sleep(0.01)
+
+
+class Runner:
+    """Runs argv lists (never a shell) through an AnsibleModule, inside ``netns`` when set."""
+
+    def __init__(self, module, netns=None):
+        self.module = module
+        self.netns = netns
+
+    def run(self, argv, data=None):
+        """Return (rc, stdout, stderr)."""
+        if self.netns:
+            argv = in_netns(self.netns, argv)
+        return self.module.run_command(argv, data=data, binary_data=True)
+
+    def check_netns(self):
+        if self.netns and not exists(self.netns):
+            raise OSError('network namespace %s does not exist' % self.netns)
+
+
+@contextlib.contextmanager
+def scratch():
+    """A fresh, empty network namespace for the duration of the block."""
+    name = 'pflscratch-%d-%s' % (os.getpid(), binascii.hexlify(os.urandom(3)).decode())
+    pr_netns.create(name)
+    try:
+        yield name
+    finally:
+        pr_netns.remove(name)

@@ -13,11 +13,6 @@ import time
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import netns
 
-try:
-    from pyroute2 import netns as pr_netns
-except ImportError:
-    pr_netns = None  # the module reports missing_required_lib
-
 _UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 
@@ -33,7 +28,7 @@ def tcp_connect(name, address, port, timeout_ms):
     if not netns.exists(name):
         raise ProbeError('network namespace %s does not exist' % name)
     family = socket.AF_INET6 if ':' in address else socket.AF_INET
-    pr_netns.setns(name, flags=0)  # flags=0: never create a missing namespace
+    netns.pr_netns.setns(name, flags=0)  # flags=0: never create a missing namespace
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout_ms / 1000.0)
     start = time.monotonic()

@@ -95,7 +95,7 @@ import ipaddress
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import probe
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns, probe
 
 
 def main():
@@ -108,8 +108,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if probe.pr_netns is None:
-        module.fail_json(msg=missing_required_lib('pyroute2'))
+    if netns.PYROUTE2_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('pyroute2'), exception=netns.PYROUTE2_IMPORT_ERROR)
     p = module.params
     try:
         address = str(ipaddress.ip_address(to_text(p['address'])))

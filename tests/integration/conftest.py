@@ -13,6 +13,7 @@ import sys
 
 import ansible_runner
 import pytest
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INVENTORY = os.path.join(ROOT, 'inventory', 'localhost.yml')
@@ -102,6 +103,25 @@ class Ansible:
         if check:
             assert result.rc == 0, result.stdout.read()
         return result
+
+    def tasks(self, tasks):
+        """Run ``tasks`` (dicts of a play's task list) on localhost in one playbook.
+
+        Failed tasks do not stop the play. Returns one (result, failed) per task, in order.
+        """
+        tasks = [dict(task, name='step %d' % index, ignore_errors=True) for index, task in enumerate(tasks)]
+        path = self.tmp_path / 'steps.yml'
+        with open(path, 'w') as f:
+            yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}], f)
+        result = self._run(playbook=str(path))
+        found = {}
+        for event in result.events:
+            if event.get('event') in ('runner_on_ok', 'runner_on_failed'):
+                data = event['event_data']
+                found[data['task']] = (data['res'], event['event'] == 'runner_on_failed')
+        missing = [t['name'] for t in tasks if t['name'] not in found]
+        assert not missing, 'no result for %s:\n%s' % (missing, result.stdout.read())
+        return [found[t['name']] for t in tasks]
 
     def module(self, name, args, check_mode=False):
         """Run one module on localhost; return its result dict and whether it failed."""

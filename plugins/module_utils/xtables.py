@@ -1,0 +1,332 @@
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""iptables rules engine: legacy and nft backends behind one interface.
+
+Rules are compared in the form the kernel gives back (``*-save`` output), never
+with ``-C``. Wanted rules are first restored into a scratch network namespace,
+which both validates them and yields their normalized form; the real ruleset is
+then changed in one ``*-restore --noflush`` transaction, or not at all.
+
+``*-save`` without ``-t`` dumps only tables that exist (legacy reads
+/proc/net/ip_tables_names), so reading never creates a table or registers its
+hooks. Only a write creates a table.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import shlex
+
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns
+
+BUILTIN_CHAINS = {
+    'filter': ('INPUT', 'FORWARD', 'OUTPUT'),
+    'nat': ('PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'),
+    'mangle': ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'),
+    'raw': ('PREROUTING', 'OUTPUT'),
+    'security': ('INPUT', 'FORWARD', 'OUTPUT'),
+}
+LOG_PREFIX_MAX = 29
+# Characters that cannot pass through iptables-restore's line format, or that
+# only a shell would give meaning to.
+_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"\'\\`$;|&<>]')
+_COMMAND_OPTIONS = frozenset([
+    '-A', '--append', '-I', '--insert', '-D', '--delete', '-R', '--replace', '-N', '--new-chain',
+    '-X', '--delete-chain', '-F', '--flush', '-P', '--policy', '-E', '--rename-chain', '-t', '--table',
+    '-Z', '--zero', '-L', '--list', '-S', '--list-rules',
+])
+_CHAIN_NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,27}$')
+_ERROR_LINE = re.compile(r'(?:Error occurred at line: |line )(\d+)')
+
+
+class XtablesError(Exception):
+    pass
+
+
+class Backend:
+    """One iptables variant: which save/restore pair speaks to which kernel part."""
+
+    def __init__(self, name, ip_version, runner, get_bin_path):
+        self.name = name
+        self.ip_version = ip_version
+        self.runner = runner
+        stem = 'iptables' if ip_version == 4 else 'ip6tables'
+        self.save_cmd = self._need(get_bin_path, '%s-%s-save' % (stem, name))
+        self.restore_cmd = self._need(get_bin_path, '%s-%s-restore' % (stem, name))
+
+    @staticmethod
+    def _need(get_bin_path, binary):
+        path = get_bin_path(binary)
+        if not path:
+            raise XtablesError('%s is not installed on the target' % binary)
+        return path
+
+    def save(self, runner=None):
+        rc, out, err = (runner or self.runner).run([self.save_cmd])
+        if rc != 0:
+            raise XtablesError('%s failed: %s' % (self.save_cmd, to_text(err).strip()))
+        return parse_save(to_text(out))
+
+    def restore(self, text, noflush=True, runner=None):
+        """Return (rc, message). ``-w`` waits for the xtables lock."""
+        argv = [self.restore_cmd, '-w', '5'] + (['--noflush'] if noflush else [])
+        rc, out, err = (runner or self.runner).run(argv, data=to_bytes(text))
+        return rc, (to_text(err) or to_text(out)).strip()
+
+    def describe(self):
+        return {'name': self.name, 'save': self.save_cmd, 'restore': self.restore_cmd}
+
+
+def resolve_backend(name, ip_version, runner, get_bin_path):
+    """``auto`` means whatever ``iptables`` (``ip6tables``) is on the target."""
+    if name == 'auto':
+        stem = 'iptables' if ip_version == 4 else 'ip6tables'
+        path = get_bin_path(stem)
+        if not path:
+            raise XtablesError('backend auto: %s is not installed on the target' % stem)
+        rc, out, err = runner.module.run_command([path, '--version'])
+        version = to_text(out).strip()
+        if '(legacy)' in version:
+            name = 'legacy'
+        elif '(nf_tables)' in version:
+            name = 'nft'
+        else:
+            raise XtablesError('backend auto: cannot tell the variant of %s from %r' % (path, version))
+    return Backend(name, ip_version, runner, get_bin_path)
+
+
+class Table:
+    """One table of ``*-save`` output: chain policies and rules, counters left out."""
+
+    def __init__(self, name):
+        self.name = name
+        self.policies = {}  # chain -> policy, '-' for a user chain; dict order is save order
+        self.rules = {}  # chain -> [rule text without '-A CHAIN ']
+
+    def copy(self):
+        other = Table(self.name)
+        other.policies = dict(self.policies)
+        other.rules = dict((chain, list(rules)) for chain, rules in self.rules.items())
+        return other
+
+    def add_chain(self, chain, policy='-'):
+        self.policies.setdefault(chain, policy)
+        self.rules.setdefault(chain, [])
+
+    def text(self):
+        """The table as ``*-save`` prints it, without counters."""
+        lines = ['*' + self.name]
+        lines += [':%s %s' % (chain, policy) for chain, policy in self.policies.items()]
+        for chain in self.policies:
+            lines += ['-A %s %s' % (chain, rule) for rule in self.rules[chain]]
+        lines.append('COMMIT')
+        return '\n'.join(lines) + '\n'
+
+    def __eq__(self, other):
+        return isinstance(other, Table) and self.text() == other.text()
+
+    def __ne__(self, other):
+        return not self == other
+
+
+def parse_save(text):
+    """``*-save`` output -> {table name: Table}."""
+    tables, table = {}, None
+    for line in text.splitlines():
+        if not line or line.startswith('#'):
+            continue
+        if line.startswith('*'):
+            table = tables[line[1:]] = Table(line[1:])
+        elif line == 'COMMIT':
+            table = None
+        elif table is None:
+            raise XtablesError('unexpected line outside a table in save output: %r' % line)
+        elif line.startswith(':'):
+            chain, policy = line[1:].split()[:2]
+            table.add_chain(chain, policy)
+        elif line.startswith('-A '):
+            chain, dummy, rule = line[3:].partition(' ')
+            table.add_chain(chain)
+            table.rules[chain].append(rule)
+    return tables
+
+
+def parse_rule(text):
+    """Split one rule given in iptables argument syntax; refuse what restore cannot take."""
+    try:
+        tokens = shlex.split(text)
+    except ValueError as e:
+        raise XtablesError('cannot split the rule: %s' % e)
+    if not tokens:
+        raise XtablesError('the rule is empty')
+    for index, token in enumerate(tokens):
+        if token in _COMMAND_OPTIONS:
+            raise XtablesError('%s does not belong in a rule: give the chain with chains[].name' % token)
+        bad = _FORBIDDEN.search(token)
+        if bad:
+            raise XtablesError('character %r is not allowed in a rule (no shell ever sees it, but '
+                               'iptables-restore lines cannot carry it safely)' % bad.group(0))
+        if token == '--log-prefix' and index + 1 < len(tokens) and len(tokens[index + 1]) > LOG_PREFIX_MAX:
+            raise XtablesError('--log-prefix %r is %d characters; the kernel keeps at most %d'
+                               % (tokens[index + 1], len(tokens[index + 1]), LOG_PREFIX_MAX))
+    return tokens
+
+
+def _restore_arg(token):
+    return '"%s"' % token if not token or ' ' in token else token
+
+
+def rule_line(chain, tokens):
+    return '-A %s %s' % (chain, ' '.join(_restore_arg(t) for t in tokens))
+
+
+class Request:
+    """What one module call asks for, validated."""
+
+    def __init__(self, table, chains, state, exclusive):
+        if table not in BUILTIN_CHAINS:
+            raise XtablesError('unknown table %r; one of %s' % (table, ', '.join(sorted(BUILTIN_CHAINS))))
+        self.table = table
+        self.state = state
+        self.exclusive = exclusive
+        self.chains = []
+        seen = set()
+        for spec in chains:
+            name = spec['name']
+            if not _CHAIN_NAME.match(name or ''):
+                raise XtablesError('chain name %r is invalid: 1-28 letters, digits, _ . + -' % name)
+            if name in seen:
+                raise XtablesError('chain %s is given twice' % name)
+            seen.add(name)
+            if spec.get('policy') and not self.builtin(name):
+                raise XtablesError('chain %s: only built-in chains have a policy' % name)
+            rules = spec.get('rules')
+            tokens = []
+            for number, text in enumerate(rules or [], 1):
+                try:
+                    tokens.append(parse_rule(text))
+                except XtablesError as e:
+                    raise XtablesError('chain %s rule %d (%s): %s' % (name, number, text, e))
+            self.chains.append({'name': name, 'policy': spec.get('policy'), 'rules': rules, 'tokens': tokens})
+
+    def builtin(self, chain):
+        return chain in BUILTIN_CHAINS[self.table]
+
+
+class Engine:
+    def __init__(self, backend, request):
+        self.backend = backend
+        self.request = request
+
+    def _trial(self, before, rule_lines, runner):
+        """Restore the table's chains plus ``rule_lines`` into the scratch namespace."""
+        lines = ['*' + self.request.table]
+        chains = list(before.policies) + [c['name'] for c in self.request.chains if c['name'] not in before.policies]
+        lines += [':%s %s' % (chain, 'ACCEPT' if self.request.builtin(chain) else '-') for chain in chains]
+        lines += [line for line, dummy in rule_lines]
+        lines.append('COMMIT')
+        return self.backend.restore('\n'.join(lines) + '\n', noflush=False, runner=runner), len(lines)
+
+    def _explain(self, before, rule_lines, message, runner):
+        """Name the first rule the tool refuses, bisecting when its message names no rule line."""
+        match = _ERROR_LINE.search(message)
+        header = len(before.policies) + len([c for c in self.request.chains if c['name'] not in before.policies]) + 1
+        if match:
+            index = int(match.group(1)) - header - 1
+            if 0 <= index < len(rule_lines):
+                return rule_lines[index][1], message
+        low, high = 0, len(rule_lines)  # rule_lines[:low] restore; rule_lines[:high] does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            (rc, dummy), dummy2 = self._trial(before, rule_lines[:middle], runner)
+            if rc == 0:
+                low = middle
+            else:
+                high = middle
+        if high == 0:
+            return None, message
+        (rc, single), dummy = self._trial(before, rule_lines[:high], runner)
+        return rule_lines[high - 1][1], single or message
+
+    def normalized(self, before):
+        """The wanted rules as the kernel gives them back, by chain."""
+        rule_lines = []
+        for chain in self.request.chains:
+            for number, tokens in enumerate(chain['tokens'], 1):
+                where = 'chain %s rule %d (%s)' % (chain['name'], number, chain['rules'][number - 1])
+                rule_lines.append((rule_line(chain['name'], tokens), where))
+        with netns.scratch() as name:
+            runner = netns.Runner(self.backend.runner.module, name)
+            (rc, message), dummy = self._trial(before, rule_lines, runner)
+            if rc != 0:
+                where, message = self._explain(before, rule_lines, message, runner)
+                raise XtablesError('%s%s refused it: %s' % (where + ': ' if where else '', self.backend.restore_cmd, message))
+            tried = self.backend.save(runner).get(self.request.table) or Table(self.request.table)
+        return dict((c['name'], tried.rules.get(c['name'], [])) for c in self.request.chains)
+
+    def plan(self, before_tables):
+        """Return (after table as planned, restore text, changes); no text when nothing changes."""
+        table = self.request.table
+        before = before_tables.get(table)
+        if before is None:  # a table that does not exist yet has its built-in chains, policy ACCEPT
+            before = Table(table)
+            for chain in BUILTIN_CHAINS[table]:
+                before.add_chain(chain, 'ACCEPT')
+        wanted = self.normalized(before)
+        after = before.copy()
+        lines, changes = [], []
+        for chain in self.request.chains:
+            name = chain['name']
+            exists = name in before.policies
+            current = before.rules.get(name, [])
+            if self.request.state == 'absent':
+                if chain['rules'] is None and not self.request.builtin(name):
+                    if exists:
+                        del after.policies[name], after.rules[name]
+                        lines += ['-F ' + name, '-X ' + name]
+                        changes.append('delete chain %s' % name)
+                    continue
+                new = [rule for rule in current if rule not in wanted[name]]
+            elif self.request.exclusive:
+                new = list(wanted[name])
+            else:
+                new = current + [rule for rule in _unique(wanted[name]) if rule not in current]
+            if not exists and self.request.state == 'present':
+                after.add_chain(name)
+                lines.append(':%s -' % name)
+                changes.append('create chain %s' % name)
+            policy = chain['policy']
+            if policy and after.policies.get(name) != policy:
+                changes.append('policy of %s: %s -> %s' % (name, after.policies.get(name), policy))
+                after.policies[name] = policy
+                lines.append('-P %s %s' % (name, policy))
+            if new != current and name in after.policies:
+                added = len([r for r in new if r not in current])
+                removed = len([r for r in current if r not in new])
+                changes.append('%s: %d rules added, %d removed%s' % (
+                    name, added, removed, ', reordered' if not added and not removed else ''))
+                after.rules[name] = new
+                lines.append('-F ' + name)
+                lines += ['-A %s %s' % (name, rule) for rule in new]
+        text = '*%s\n%s\nCOMMIT\n' % (table, '\n'.join(lines)) if lines else ''
+        return after, text, changes
+
+    def apply(self, text):
+        rc, message = self.backend.restore(text)
+        if rc != 0:
+            raise XtablesError('%s refused the change, which was tried first in a scratch namespace '
+                               '(the ruleset changed meanwhile?): %s' % (self.backend.restore_cmd, message))
+
+
+def _unique(items):
+    seen, out = set(), []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out

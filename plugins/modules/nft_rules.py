@@ -1,0 +1,262 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: nft_rules
+short_description: Declarative, atomic nftables tables, chains and rules, or a whole ruleset file
+version_added: 0.2.0
+description:
+  - Manages one nftables table with its chains (base chains with type, hook, priority, policy and netdev
+    device) and their rules, on the host or inside a network namespace, through the libnftables JSON API:
+    the Python binding when importable, else C(nft -j) (same JSON either way).
+  - Rules are given as nft rule text and compared in the JSON form the kernel gives back. The wanted rules are
+    first added in a scratch network namespace, which validates them and yields that form.
+  - All changes of one call are one nft transaction; when any rule is refused nothing is applied and the error
+    names the rule and repeats nft's message.
+  - With O(ruleset_file), loads a whole ruleset file the way the article does (C(nft -f)), but only when the
+    ruleset would change (or with O(reload)). A file that deletes and re-creates base chains (C(flush ruleset))
+    re-registers their hooks, which changes their order against other hooks of equal priority; RV(reregistered_hooks)
+    lists them.
+author:
+  - pflab.netfilter developers (@pflab)
+requirements:
+  - nftables, with its Python binding (C(python3-nftables)) or the C(nft) command, on the target
+  - pyroute2 (Debian/Ubuntu package C(python3-pyroute2)) on the target, for the scratch namespace
+  - root on the target
+options:
+  family:
+    description: Table family.
+    type: str
+    choices: [ip, ip6, inet, arp, bridge, netdev]
+    default: inet
+  table:
+    description: Table name. Required unless O(ruleset_file) is given.
+    type: str
+  chains:
+    description:
+      - Chains to manage. With O(state=absent) and no O(chains), the whole table is deleted.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Chain name.
+        type: str
+        required: true
+      type:
+        description: Base chain type (default V(filter) when O(chains[].hook) is set).
+        type: str
+        choices: [filter, nat, route]
+      hook:
+        description: Hook of a base chain; without it the chain is a regular chain.
+        type: str
+        choices: [prerouting, input, forward, output, postrouting, ingress, egress]
+      priority:
+        description: Base chain priority (default 0, the priority of iptables' filter table).
+        type: int
+      policy:
+        description: Base chain policy.
+        type: str
+        choices: [accept, drop]
+      device:
+        description: Device of a netdev base chain.
+        type: str
+      rules:
+        description:
+          - Rules as nft rule text, for example C(tcp dport 12345 log prefix "nft-input " level warn accept).
+          - With O(state=absent) and no O(chains[].rules), the chain is deleted.
+        type: list
+        elements: str
+  state:
+    description:
+      - V(present) adds what is missing (with O(exclusive), each chain holds exactly its rules in order);
+        V(absent) removes the rules given, a chain given without rules, or the table when no chain is given.
+    type: str
+    choices: [present, absent]
+    default: present
+  exclusive:
+    description: With O(state=present), each chain given holds exactly its O(chains[].rules), in this order.
+    type: bool
+    default: false
+  netns:
+    description: Network namespace to work in; when not set, the host's own ruleset is managed.
+    type: str
+  ruleset_file:
+    description:
+      - Path on the target of a ruleset file to load as C(nft -f) does, instead of O(table) and O(chains).
+    type: path
+  reload:
+    description: Load O(ruleset_file) even when the ruleset would not change (this re-registers the hooks it re-creates).
+    type: bool
+    default: false
+  api:
+    description: How to reach libnftables; V(auto) prefers the Python binding.
+    type: str
+    choices: [auto, binding, cli]
+    default: auto
+attributes:
+  check_mode:
+    support: full
+    description: Computes the change (rules are still tried in a scratch namespace) and applies nothing.
+  diff_mode:
+    support: full
+    description: Before and after as C(nft list table) text (C(nft list ruleset) with O(ruleset_file)), counters left out.
+seealso:
+  - module: pflab.netfilter.iptables_rules
+'''
+
+EXAMPLES = r'''
+- name: The article's nftables rules, in a lab's server namespace
+  pflab.netfilter.nft_rules:
+    netns: pfl-demo-server
+    family: inet
+    table: filter
+    chains:
+      - name: input
+        hook: input
+        priority: 0
+        rules:
+          - tcp dport 12345 log prefix "nft-input " level warn accept
+      - name: output
+        hook: output
+        priority: 0
+        rules:
+          - tcp sport 12345 log prefix "nft-output " level warn accept
+    exclusive: true
+
+- name: Load a whole ruleset file as the article did (nft -f with flush ruleset)
+  pflab.netfilter.nft_rules:
+    netns: pfl-demo-server
+    ruleset_file: /tmp/article.nft
+    reload: true
+  register: loaded
+
+- name: Remove the table
+  pflab.netfilter.nft_rules:
+    netns: pfl-demo-server
+    family: inet
+    table: filter
+    state: absent
+'''
+
+RETURN = r'''
+api:
+  description: How libnftables was reached.
+  returned: always
+  type: str
+  sample: libnftables binding
+changes:
+  description: What changed (or, in check mode, would change).
+  returned: always
+  type: list
+  elements: str
+  sample: ['create table inet filter', 'create chain input', 'input: 1 rules added']
+reregistered_hooks:
+  description:
+    - Base chains (C(family table chain hook)) deleted and re-created by O(ruleset_file), so their hooks now run
+      before other hooks of equal priority registered earlier.
+  returned: when O(ruleset_file) is given
+  type: list
+  elements: str
+  sample: ['inet filter input input']
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nft
+
+
+def _load_file(module, api, scratch_api):
+    p = module.params
+    try:
+        with open(p['ruleset_file'], 'rb') as f:
+            content = to_text(f.read())
+    except (IOError, OSError) as e:
+        raise nft.NftError('cannot read %s: %s' % (p['ruleset_file'], e))
+    current, predicted = nft.predict_file(api, scratch_api, content)
+    changed = p['reload'] or not nft.same_ruleset(current, predicted)
+    result = dict(changed=changed, changes=['load %s' % p['ruleset_file']] if changed else [], reregistered_hooks=[])
+    before_text = api.text('ruleset')
+    if changed and not module.check_mode:
+        handles = nft.base_chain_handles(api)
+        rc, dummy, err = api.run(content)
+        if rc != 0:
+            raise nft.NftError('nft refused %s: %s' % (p['ruleset_file'], err.strip()))
+        after = nft.base_chain_handles(api)
+        result['reregistered_hooks'] = sorted(
+            '%s %s %s %s' % (key + (after[key][1],)) for key in after if handles.get(key, (None,))[0] != after[key][0])
+    if module._diff:
+        result['diff'] = dict(before=before_text, after=api.text('ruleset') if not module.check_mode else before_text)
+    return result
+
+
+def _manage_table(module, api, scratch_api):
+    p = module.params
+    request = nft.Request(p['family'], p['table'], p['chains'], p['state'], p['exclusive'])
+    engine = nft.Engine(api, request, scratch_api)
+    before = api.objects('table ' + request.ref)
+    before_text = api.text('table ' + request.ref) if before is not None and module._diff else ''
+    text, changes = engine.plan(before)
+    if text and not module.check_mode:
+        engine.apply(text)
+    result = dict(changed=bool(text), changes=changes)
+    if module._diff:
+        after_text = before_text
+        if text and not module.check_mode and not request.delete_table:
+            after_text = api.text('table ' + request.ref)
+        elif text and not module.check_mode:
+            after_text = ''
+        result['diff'] = dict(before=before_text, after=after_text)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            family=dict(type='str', default='inet', choices=list(nft.FAMILIES)),
+            table=dict(type='str'),
+            chains=dict(type='list', elements='dict', options=dict(
+                name=dict(type='str', required=True),
+                type=dict(type='str', choices=['filter', 'nat', 'route']),
+                hook=dict(type='str', choices=['prerouting', 'input', 'forward', 'output', 'postrouting', 'ingress', 'egress']),
+                priority=dict(type='int'),
+                policy=dict(type='str', choices=['accept', 'drop']),
+                device=dict(type='str'),
+                rules=dict(type='list', elements='str'),
+            )),
+            state=dict(type='str', default='present', choices=['present', 'absent']),
+            exclusive=dict(type='bool', default=False),
+            netns=dict(type='str'),
+            ruleset_file=dict(type='path'),
+            reload=dict(type='bool', default=False),
+            api=dict(type='str', default='auto', choices=['auto', 'binding', 'cli']),
+        ),
+        required_one_of=[('table', 'ruleset_file')],
+        mutually_exclusive=[('table', 'ruleset_file'), ('chains', 'ruleset_file')],
+        supports_check_mode=True,
+    )
+    if netns.PYROUTE2_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('pyroute2'), exception=netns.PYROUTE2_IMPORT_ERROR)
+    p = module.params
+    try:
+        netns.Runner(module, p['netns']).check_netns()
+        api = nft.open_api(module, p['netns'], p['api'])
+
+        def scratch_api(name):
+            return nft.open_api(module, name, p['api'])
+
+        result = _load_file(module, api, scratch_api) if p['ruleset_file'] else _manage_table(module, api, scratch_api)
+    except (nft.NftError, OSError) as e:
+        module.fail_json(msg=str(e))
+    module.exit_json(api=api.name, **result)
+
+
+if __name__ == '__main__':
+    main()
