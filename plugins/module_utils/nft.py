@@ -280,8 +280,13 @@ class Engine:
         ref, family, table = self.request.ref, self.request.family, self.request.table
         if self.request.delete_table:
             return ('delete table %s\n' % ref, ['delete table %s' % ref]) if before is not None else ('', [])
-        wanted = self.normalized(before)
         chains, current = _by_chain(before)
+        if self.request.state == 'present':
+            for chain in self.request.chains:
+                why = chain.base_differs(chains[chain.name]) if chain.name in chains else None
+                if why:
+                    raise NftError(why)
+        wanted = self.normalized(before)
         lines, changes = [], []
         if before is None and self.request.state == 'present':
             lines.append('add table %s' % ref)
@@ -303,9 +308,6 @@ class Engine:
                     changes.append('%s: %d rules removed' % (chain.name, len(doomed)))
                 continue
             if existing:
-                why = chain.base_differs(existing)
-                if why:
-                    raise NftError(why)
                 if chain.policy and existing.get('policy') != chain.policy:
                     lines.append(chain.declaration(family, table))
                     changes.append('policy of %s: %s -> %s' % (chain.name, existing.get('policy'), chain.policy))
@@ -339,12 +341,18 @@ class Engine:
 
 
 def base_chain_handles(api):
-    """(family, table, chain) -> handle of every base chain in the ruleset."""
+    """(family, table, chain) -> (identity, hook) of every base chain in the ruleset.
+
+    The identity is the pair of table and chain handles: a re-created table starts
+    its chain handles again at 1, but gets a new table handle.
+    """
+    objects = api.objects('ruleset') or []
+    tables = dict(((t['family'], t['name']), t['handle']) for t in (o['table'] for o in objects if 'table' in o))
     handles = {}
-    for obj in api.objects('ruleset') or []:
-        chain = obj.get('chain')
-        if chain and chain.get('hook'):
-            handles[(chain['family'], chain['table'], chain['name'])] = (chain['handle'], chain['hook'])
+    for chain in (o['chain'] for o in objects if 'chain' in o):
+        if chain.get('hook'):
+            identity = (tables[(chain['family'], chain['table'])], chain['handle'])
+            handles[(chain['family'], chain['table'], chain['name'])] = (identity, chain['hook'])
     return handles
 
 
