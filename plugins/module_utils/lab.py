@@ -15,13 +15,17 @@ __metaclass__ = type
 
 import ipaddress
 import socket
+import traceback
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import listener, netns
 
 try:
     from pyroute2 import NetNS
+    from pyroute2 import netns as pr_netns
 except ImportError:
-    NetNS = None  # netns.PYROUTE2_IMPORT_ERROR says why
+    PYROUTE2_IMPORT_ERROR = traceback.format_exc()
+else:
+    PYROUTE2_IMPORT_ERROR = None
 
 IFF_UP = 0x1
 DEFAULT_SUBNET = '198.18.0.0/24'
@@ -148,7 +152,7 @@ class Lab:
             missing = [r for r in self.plan.roles if not netns.exists(self.plan.namespaces[r])]
             for role in missing:
                 if self._change('create namespace %s' % self.plan.namespaces[role]):
-                    netns.pr_netns.create(self.plan.namespaces[role])
+                    pr_netns.create(self.plan.namespaces[role])
             if self.check_mode and missing:
                 # Namespaces that do not exist yet cannot be inspected.
                 for link in self.plan.links:
@@ -219,6 +223,6 @@ def remove_lab(lab, check_mode=False):
                 netns.stop_pids(pids)
         changes.append('remove namespace %s' % name)
         if not check_mode:
-            netns.pr_netns.remove(name)
+            pr_netns.remove(name)
             listener.forget_netns(name)
     return changes, killed

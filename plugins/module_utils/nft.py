@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import json
 import re
 
@@ -96,12 +97,10 @@ class BindingApi(_Api):
     def __init__(self, netns_name=None):
         # The netlink socket belongs to the namespace the context is made in.
         if netns_name:
-            netns.pr_netns.pushns(netns_name)
-        try:
+            with netns.entered(netns_name):
+                self.ctx = nftables_binding.Nftables()
+        else:
             self.ctx = nftables_binding.Nftables()
-        finally:
-            if netns_name:
-                netns.pr_netns.popns()
 
     def _cmd(self, buffer, json_output=True, stateless=False):
         self.ctx.set_json_output(json_output)
@@ -125,6 +124,15 @@ def open_api(module, netns_name=None, prefer='auto'):
     if not nft:
         raise NftError('neither the nftables Python binding nor the nft command is on the target')
     return CliApi(netns.Runner(module, netns_name), nft)
+
+
+def scratch_opener(module, prefer='auto'):
+    """A context manager factory: an api on a fresh scratch namespace, removed afterwards."""
+    @contextlib.contextmanager
+    def opener():
+        with netns.scratch(module.run_command) as name:
+            yield open_api(module, name, prefer)
+    return opener
 
 
 def _zero_counters(value):
@@ -235,10 +243,10 @@ def _by_chain(objects):
 
 
 class Engine:
-    def __init__(self, api, request, scratch_api_factory):
+    def __init__(self, api, request, scratch):
         self.api = api
         self.request = request
-        self._scratch_api = scratch_api_factory
+        self._scratch = scratch
 
     def _trial(self, scratch, skeleton, rule_lines):
         scratch.checked('flush ruleset')
@@ -253,8 +261,7 @@ class Engine:
         """Wanted rules as the kernel gives them back (JSON rule objects), by chain."""
         rule_lines = self.request.rule_lines()
         skeleton = _skeleton(before)
-        with netns.scratch() as name:
-            scratch = self._scratch_api(name)
+        with self._scratch() as scratch:
             rc, message = self._trial(scratch, skeleton, rule_lines)
             if rc != 0:
                 raise NftError(self._explain(scratch, skeleton, rule_lines, message))
@@ -377,19 +384,18 @@ def _comparable(objects):
     return json.dumps(out, sort_keys=True)
 
 
-def predict_file(api, scratch_api, content):
+def predict_file(api, scratch, content):
     """Load ``content`` in a scratch namespace on top of a copy of the ruleset; None when it cannot be copied."""
     current = api.objects('ruleset') or []
-    with netns.scratch() as name:
-        scratch = scratch_api(name)
+    with scratch() as scratch_api:
         if not flushes_ruleset(content):
-            rc, dummy, err = scratch.run(json.dumps(_loadable(current)))
+            rc, dummy, err = scratch_api.run(json.dumps(_loadable(current)))
             if rc != 0:
                 return current, None  # e.g. iptables-nft's xt expressions cannot be fed back
-        rc, dummy, err = scratch.run(content)
+        rc, dummy, err = scratch_api.run(content)
         if rc != 0:
             raise NftError('the ruleset file is refused: %s' % err.strip())
-        return current, scratch.objects('ruleset') or []
+        return current, scratch_api.objects('ruleset') or []
 
 
 def same_ruleset(current, predicted):

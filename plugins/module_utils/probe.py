@@ -21,15 +21,12 @@ class ProbeError(Exception):
 
 
 def tcp_connect(name, address, port, timeout_ms):
-    """Connect once from namespace ``name``; return (outcome, elapsed_ms).
-
-    The calling process moves into the namespace for good, so call this last.
-    """
+    """Connect once from namespace ``name``; return (outcome, elapsed_ms)."""
     if not netns.exists(name):
         raise ProbeError('network namespace %s does not exist' % name)
     family = socket.AF_INET6 if ':' in address else socket.AF_INET
-    netns.pr_netns.setns(name, flags=0)  # flags=0: never create a missing namespace
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    with netns.entered(name):
+        sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout_ms / 1000.0)
     start = time.monotonic()
     try:

@@ -260,7 +260,7 @@ class Engine:
             for number, tokens in enumerate(chain['tokens'], 1):
                 where = 'chain %s rule %d (%s)' % (chain['name'], number, chain['rules'][number - 1])
                 rule_lines.append((rule_line(chain['name'], tokens), where))
-        with netns.scratch() as name:
+        with netns.scratch(self.backend.runner.module.run_command) as name:
             runner = netns.Runner(self.backend.runner.module, name)
             (rc, message), dummy = self._trial(before, rule_lines, runner)
             if rc != 0:

@@ -28,7 +28,7 @@ author:
   - pflab.netfilter developers (@pflab)
 requirements:
   - iptables (C(iptables-legacy-save)/C(-restore) or C(iptables-nft-save)/C(-restore)) on the target
-  - pyroute2 (Debian/Ubuntu package C(python3-pyroute2)) on the target, for the scratch namespace
+  - iproute2 (C(ip netns)) on the target, for the scratch namespace
   - root on the target
 options:
   backend:
@@ -162,7 +162,7 @@ rules:
   sample: {INPUT: ['-p tcp -m tcp --dport 12345 -j LOG --log-prefix ipt-input', '-p tcp -m tcp --dport 12345 -j DROP']}
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import netns, xtables
 
@@ -184,8 +184,6 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if netns.PYROUTE2_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('pyroute2'), exception=netns.PYROUTE2_IMPORT_ERROR)
     p = module.params
     try:
         runner = netns.Runner(module, p['netns'])

@@ -142,7 +142,6 @@ killed_pids:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import lab as lab_engine
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns
 
 
 def main():
@@ -156,8 +155,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if netns.PYROUTE2_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('pyroute2'), exception=netns.PYROUTE2_IMPORT_ERROR)
+    if lab_engine.PYROUTE2_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('pyroute2'), exception=lab_engine.PYROUTE2_IMPORT_ERROR)
     p = module.params
     try:
         if p['state'] == 'absent':

@@ -28,7 +28,7 @@ author:
   - pflab.netfilter developers (@pflab)
 requirements:
   - nftables, with its Python binding (C(python3-nftables)) or the C(nft) command, on the target
-  - pyroute2 (Debian/Ubuntu package C(python3-pyroute2)) on the target, for the scratch namespace
+  - iproute2 (C(ip netns)) on the target, for the scratch namespace
   - root on the target
 options:
   family:
@@ -167,20 +167,20 @@ reregistered_hooks:
   sample: ['inet filter input input']
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nft
 
 
-def _load_file(module, api, scratch_api):
+def _load_file(module, api, scratch):
     p = module.params
     try:
         with open(p['ruleset_file'], 'rb') as f:
             content = to_text(f.read())
     except (IOError, OSError) as e:
         raise nft.NftError('cannot read %s: %s' % (p['ruleset_file'], e))
-    current, predicted = nft.predict_file(api, scratch_api, content)
+    current, predicted = nft.predict_file(api, scratch, content)
     changed = p['reload'] or not nft.same_ruleset(current, predicted)
     result = dict(changed=changed, changes=['load %s' % p['ruleset_file']] if changed else [], reregistered_hooks=[])
     before_text = api.text('ruleset')
@@ -197,10 +197,10 @@ def _load_file(module, api, scratch_api):
     return result
 
 
-def _manage_table(module, api, scratch_api):
+def _manage_table(module, api, scratch):
     p = module.params
     request = nft.Request(p['family'], p['table'], p['chains'], p['state'], p['exclusive'])
-    engine = nft.Engine(api, request, scratch_api)
+    engine = nft.Engine(api, request, scratch)
     before = api.objects('table ' + request.ref)
     before_text = api.text('table ' + request.ref) if before is not None and module._diff else ''
     text, changes = engine.plan(before)
@@ -242,17 +242,12 @@ def main():
         mutually_exclusive=[('table', 'ruleset_file'), ('chains', 'ruleset_file')],
         supports_check_mode=True,
     )
-    if netns.PYROUTE2_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('pyroute2'), exception=netns.PYROUTE2_IMPORT_ERROR)
     p = module.params
     try:
         netns.Runner(module, p['netns']).check_netns()
         api = nft.open_api(module, p['netns'], p['api'])
-
-        def scratch_api(name):
-            return nft.open_api(module, name, p['api'])
-
-        result = _load_file(module, api, scratch_api) if p['ruleset_file'] else _manage_table(module, api, scratch_api)
+        scratch = nft.scratch_opener(module, p['api'])
+        result = _load_file(module, api, scratch) if p['ruleset_file'] else _manage_table(module, api, scratch)
     except (nft.NftError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(api=api.name, **result)

@@ -21,7 +21,6 @@ description:
 author:
   - pflab.netfilter developers (@pflab)
 requirements:
-  - pyroute2 (Debian/Ubuntu package C(python3-pyroute2)) on the target
   - root on the target
 options:
   netns:
@@ -92,10 +91,10 @@ elapsed_ms:
 
 import ipaddress
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns, probe
+from ansible_collections.pflab.netfilter.plugins.module_utils import probe
 
 
 def main():
@@ -108,8 +107,6 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if netns.PYROUTE2_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('pyroute2'), exception=netns.PYROUTE2_IMPORT_ERROR)
     p = module.params
     try:
         address = str(ipaddress.ip_address(to_text(p['address'])))
