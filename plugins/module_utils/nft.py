@@ -135,20 +135,21 @@ def scratch_opener(module, prefer='auto'):
     return opener
 
 
+_ZERO_COUNTER = {'counter': {'packets': 0, 'bytes': 0}}
+
+
 def _zero_counters(value):
+    """Counter values zeroed in a list of statements or objects (counters sit at that level)."""
     if isinstance(value, dict):
-        if 'counter' in value and isinstance(value['counter'], dict):
-            return {'counter': {'packets': 0, 'bytes': 0}}
-        return dict((k, _zero_counters(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_zero_counters(v) for v in value]
-    return value
+        return dict((k, _zero_counters(v) if k == 'expr' else v) for k, v in value.items())
+    return [_ZERO_COUNTER if isinstance(e, dict) and 'counter' in e else e for e in value]
 
 
 def rule_key(rule):
     """A rule's identity: everything the kernel gives back but its place and counter values."""
-    return json.dumps(_zero_counters(dict((k, v) for k, v in rule.items() if k not in _RULE_KEYS_IGNORED)),
-                      sort_keys=True)
+    body = dict((k, v) for k, v in rule.items() if k not in _RULE_KEYS_IGNORED)
+    body['expr'] = _zero_counters(body.get('expr', []))
+    return json.dumps(body, sort_keys=True)
 
 
 class Chain:
@@ -243,10 +244,20 @@ def _by_chain(objects):
 
 
 class Engine:
+    """Plans and applies one Request against one table.
+
+    The wanted rules are normalized in a scratch namespace when the chains already
+    hold rules to compare with. When they hold none, the rules go straight into
+    the one transaction, and only if nft refuses it is the scratch namespace used,
+    to name the rule.
+    """
+
     def __init__(self, api, request, scratch):
         self.api = api
         self.request = request
         self._scratch = scratch
+        self.before = None
+        self.unchecked = False  # True when the planned text was not tried in a scratch namespace
 
     def _trial(self, scratch, skeleton, rule_lines):
         scratch.checked('flush ruleset')
@@ -257,10 +268,10 @@ class Engine:
         rc, dummy, err = scratch.run('\n'.join(lines) + '\n')
         return rc, err.strip()
 
-    def normalized(self, before):
+    def normalized(self):
         """Wanted rules as the kernel gives them back (JSON rule objects), by chain."""
         rule_lines = self.request.rule_lines()
-        skeleton = _skeleton(before)
+        skeleton = _skeleton(self.before)
         with self._scratch() as scratch:
             rc, message = self._trial(scratch, skeleton, rule_lines)
             if rc != 0:
@@ -282,8 +293,9 @@ class Engine:
         rc, single = self._trial(scratch, skeleton, rule_lines[:high])
         return '%s: nft refused it: %s' % (rule_lines[high - 1][1], single or message)
 
-    def plan(self, before):
+    def plan(self, before, check_mode=False):
         """Return (transaction text, changes). ``before``: the table's objects, or None."""
+        self.before = before
         ref, family, table = self.request.ref, self.request.family, self.request.table
         if self.request.delete_table:
             return ('delete table %s\n' % ref, ['delete table %s' % ref]) if before is not None else ('', [])
@@ -293,7 +305,9 @@ class Engine:
                 why = chain.base_differs(chains[chain.name]) if chain.name in chains else None
                 if why:
                     raise NftError(why)
-        wanted = self.normalized(before)
+        self.unchecked = not check_mode and self.request.state == 'present' and \
+            not any(current.get(c.name) for c in self.request.chains)
+        wanted = {} if self.unchecked else self.normalized()
         lines, changes = [], []
         if before is None and self.request.state == 'present':
             lines.append('add table %s' % ref)
@@ -322,7 +336,7 @@ class Engine:
                 lines.append(chain.declaration(family, table))
                 changes.append('create chain %s' % chain.name)
             have_keys = [rule_key(r) for r in have]
-            want_keys = [rule_key(r) for r in want]
+            want_keys = list(chain.rules or []) if self.unchecked else [rule_key(r) for r in want]
             texts = chain.rules or []
             if self.request.exclusive:
                 if have_keys != want_keys:
@@ -342,6 +356,9 @@ class Engine:
 
     def apply(self, text):
         rc, dummy, err = self.api.run(text)
+        if rc != 0 and self.unchecked:
+            with self._scratch() as scratch:
+                raise NftError(self._explain(scratch, _skeleton(self.before), self.request.rule_lines(), err.strip()))
         if rc != 0:
             raise NftError('nft refused the change, which was tried first in a scratch namespace '
                            '(the ruleset changed meanwhile?): %s' % err.strip())
@@ -380,7 +397,10 @@ def _comparable(objects):
     out = []
     for obj in objects or []:
         kind, body = next(iter(obj.items()))
-        out.append({kind: _zero_counters(dict((k, v) for k, v in body.items() if k != 'handle'))})
+        body = dict((k, v) for k, v in body.items() if k != 'handle')
+        if kind == 'counter':  # a named counter
+            body.update(packets=0, bytes=0)
+        out.append({kind: _zero_counters(body)})
     return json.dumps(out, sort_keys=True)
 
 

@@ -16,9 +16,9 @@ description:
   - Manages the rules of one or more chains of one table, with iptables-legacy or iptables-nft,
     for IPv4 or IPv6, on the host or inside a network namespace.
   - Rules are compared in the form the kernel gives back (C(*-save) output), not with C(-C).
-    The wanted rules are first restored into a scratch network namespace, which validates them and
-    yields their normalized form; so a rule written as C(-p tcp --dport 22) matches the kernel's
-    C(-p tcp -m tcp --dport 22).
+    When a chain already holds rules, the wanted rules are first restored into a scratch network
+    namespace, which validates them and yields their normalized form; so a rule written as
+    C(-p tcp --dport 22) matches the kernel's C(-p tcp -m tcp --dport 22).
   - Every change of one call goes into one C(*-restore --noflush) transaction (waiting for the xtables
     lock). When any rule is refused, nothing is applied and the error names the rule and repeats the
     tool's message.
@@ -191,7 +191,7 @@ def main():
         backend = xtables.resolve_backend(p['backend'], p['ip_version'], runner, module.get_bin_path)
         engine = xtables.Engine(backend, xtables.Request(p['table'], p['chains'], p['state'], p['exclusive']))
         before = backend.save().get(p['table'])
-        after, text, changes = engine.plan({p['table']: before} if before else {})
+        after, text, changes = engine.plan({p['table']: before} if before else {}, module.check_mode)
         if not text:
             after = before or after
         elif not module.check_mode:

@@ -16,8 +16,9 @@ description:
   - Manages one nftables table with its chains (base chains with type, hook, priority, policy and netdev
     device) and their rules, on the host or inside a network namespace, through the libnftables JSON API:
     the Python binding when importable, else C(nft -j) (same JSON either way).
-  - Rules are given as nft rule text and compared in the JSON form the kernel gives back. The wanted rules are
-    first added in a scratch network namespace, which validates them and yields that form.
+  - Rules are given as nft rule text and compared in the JSON form the kernel gives back. When a chain already
+    holds rules, the wanted rules are first added in a scratch network namespace, which validates them and
+    yields that form.
   - All changes of one call are one nft transaction; when any rule is refused nothing is applied and the error
     names the rule and repeats nft's message.
   - With O(ruleset_file), loads a whole ruleset file the way the article does (C(nft -f)), but only when the
@@ -203,7 +204,7 @@ def _manage_table(module, api, scratch):
     engine = nft.Engine(api, request, scratch)
     before = api.objects('table ' + request.ref)
     before_text = api.text('table ' + request.ref) if before is not None and module._diff else ''
-    text, changes = engine.plan(before)
+    text, changes = engine.plan(before, module.check_mode)
     if text and not module.check_mode:
         engine.apply(text)
     result = dict(changed=bool(text), changes=changes)

@@ -154,3 +154,14 @@ def test_policy(ansible, netns):
     assert results[0][0]['changes'] == ['policy of FORWARD: ACCEPT -> DROP']
     assert not results[1][0]['changed']
     assert ':FORWARD DROP' in results[2][0]['stdout']
+
+
+@pytest.mark.parametrize('backend', ['legacy', 'nft'])
+def test_bad_rule_into_an_empty_chain_is_named_and_nothing_is_applied(ansible, netns, backend):
+    """An empty chain skips the scratch trial; the refused transaction is explained afterwards."""
+    rules = ['-p tcp --dport %d -j ACCEPT' % (1000 + i) for i in range(9)] + ['-p tcp --dport 70000 -j DROP']
+    results = ansible.tasks([rules_task(backend, 4, [{'name': 'INPUT', 'rules': rules}], exclusive=True),
+                             save_task(backend, 4)])
+    result, failed = results[0]
+    assert failed and 'chain INPUT rule 10 (-p tcp --dport 70000 -j DROP)' in result['msg']
+    assert '-A INPUT' not in results[1][0]['stdout']

@@ -147,3 +147,13 @@ def test_refused_ruleset_file(ansible, netns, tmp_path):
     path.write_text('table inet filter {\n chain input { type filter hook input priority 0; tcp dport 70000 drop; }\n}\n')
     (result, failed), = ansible.tasks([nft_task('cli', ruleset_file=str(path))])
     assert failed and 'is refused' in result['msg']
+
+
+@pytest.mark.parametrize('api', ['binding', 'cli'])
+def test_bad_rule_into_a_new_table_is_named_and_nothing_is_applied(ansible, netns, api):
+    """A new table skips the scratch trial; the refused transaction is explained afterwards."""
+    rules = ['tcp dport %d accept' % (1000 + i) for i in range(9)] + ['tcp dport 70000 drop']
+    results = ansible.tasks([table(api, [{'name': 'input', 'hook': 'input', 'rules': rules}]), RULESET])
+    result, failed = results[0]
+    assert failed and 'chain input rule 10 (tcp dport 70000 drop)' in result['msg']
+    assert results[1][0]['stdout'].strip() == ''
