@@ -18,11 +18,12 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup preflight packages venv collection report test unit integration sanity lint clean
+.PHONY: help setup preflight packages venv collection report test unit integration sanity lint bench clean
 
 help:
 	@echo "make report  - install what is missing, run the article's experiments, write ./report/"
 	@echo "make test    - install what is missing, run unit, integration, sanity and lint tests"
+	@echo "make bench   - time the rule modules against ansible.builtin.iptables and raw restores"
 	@echo "make clean   - remove .venv, .collections, build/ and report/"
 
 setup: preflight packages venv collection
@@ -87,6 +88,10 @@ sanity:
 lint:
 	@echo "pflab: ansible-lint (production profile, offline)"
 	ansible-lint
+
+bench: setup
+	@echo "pflab: benchmark of the rule modules (several minutes: the ansible.builtin.iptables loop is slow)"
+	python bench/rules.py
 
 clean:
 	rm -rf $(VENV) .collections build report

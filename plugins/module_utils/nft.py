@@ -220,15 +220,17 @@ class Request:
         return lines
 
 
-def _skeleton(objects):
-    """Table, chains, sets and maps of a listing, as input: no rules, no set elements, no handles."""
+def _as_input(objects, skeleton=False):
+    """A listing as input: handles dropped (in input they mean positions).
+
+    A skeleton keeps table, chains, sets and maps only: no rules, no set elements.
+    """
+    dropped = ('handle', 'elem') if skeleton else ('handle',)
     out = []
     for obj in objects or []:
         kind, body = next(iter(obj.items()))
-        if kind == 'rule':
-            continue
-        body = dict((k, v) for k, v in body.items() if k not in ('handle', 'elem'))
-        out.append({'add': {kind: body}})
+        if not (skeleton and kind == 'rule'):
+            out.append({'add': {kind: dict((k, v) for k, v in body.items() if k not in dropped)}})
     return {'nftables': out}
 
 
@@ -271,7 +273,7 @@ class Engine:
     def normalized(self):
         """Wanted rules as the kernel gives them back (JSON rule objects), by chain."""
         rule_lines = self.request.rule_lines()
-        skeleton = _skeleton(self.before)
+        skeleton = _as_input(self.before, skeleton=True)
         with self._scratch() as scratch:
             rc, message = self._trial(scratch, skeleton, rule_lines)
             if rc != 0:
@@ -358,7 +360,7 @@ class Engine:
         rc, dummy, err = self.api.run(text)
         if rc != 0 and self.unchecked:
             with self._scratch() as scratch:
-                raise NftError(self._explain(scratch, _skeleton(self.before), self.request.rule_lines(), err.strip()))
+                raise NftError(self._explain(scratch, _as_input(self.before, skeleton=True), self.request.rule_lines(), err.strip()))
         if rc != 0:
             raise NftError('nft refused the change, which was tried first in a scratch namespace '
                            '(the ruleset changed meanwhile?): %s' % err.strip())
@@ -384,15 +386,6 @@ def flushes_ruleset(text):
     return any(line.split('#', 1)[0].strip().rstrip(';').strip() == 'flush ruleset' for line in text.splitlines())
 
 
-def _loadable(objects):
-    """A listing as input for an empty ruleset: handles dropped (in input they mean positions)."""
-    out = []
-    for obj in objects:
-        kind, body = next(iter(obj.items()))
-        out.append({'add': {kind: dict((k, v) for k, v in body.items() if k != 'handle')}})
-    return {'nftables': out}
-
-
 def _comparable(objects):
     out = []
     for obj in objects or []:
@@ -409,7 +402,7 @@ def predict_file(api, scratch, content):
     current = api.objects('ruleset') or []
     with scratch() as scratch_api:
         if not flushes_ruleset(content):
-            rc, dummy, err = scratch_api.run(json.dumps(_loadable(current)))
+            rc, dummy, err = scratch_api.run(json.dumps(_as_input(current)))
             if rc != 0:
                 return current, None  # e.g. iptables-nft's xt expressions cannot be fed back
         rc, dummy, err = scratch_api.run(content)

@@ -34,7 +34,7 @@ options:
   backend:
     description:
       - V(legacy) uses C(iptables-legacy) (C(ip6tables-legacy)); V(nft) uses C(iptables-nft) (C(ip6tables-nft)).
-      - V(auto) uses whatever C(iptables) (C(ip6tables)) is on the target; RV(backend.name) tells which.
+      - V(auto) uses whatever C(iptables) (C(ip6tables)) is on the target; RV(backend) tells which.
     type: str
     choices: [auto, legacy, nft]
     default: auto

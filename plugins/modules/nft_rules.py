@@ -14,7 +14,7 @@ short_description: Declarative, atomic nftables tables, chains and rules, or a w
 version_added: 0.2.0
 description:
   - Manages one nftables table with its chains (base chains with type, hook, priority, policy and netdev
-    device) and their rules, on the host or inside a network namespace, through the libnftables JSON API:
+    device) and their rules, on the host or inside a network namespace, through the libnftables JSON API,
     the Python binding when importable, else C(nft -j) (same JSON either way).
   - Rules are given as nft rule text and compared in the JSON form the kernel gives back. When a chain already
     holds rules, the wanted rules are first added in a scratch network namespace, which validates them and
