@@ -97,23 +97,26 @@ def median(values):
     return round(statistics.median(values), 3)
 
 
-def bench_iptables(tmp, n):
-    rules = xt_rules(n)
-    restore = '*filter\n' + ''.join('-A INPUT %s\n' % r for r in rules) + 'COMMIT\n'
+def rounds(tmp, n, rules, raw_argv, raw_input, module_task):
+    """REPS rounds of: the raw tool, then empty, payload, first apply and no-op tasks, each in a fresh namespace."""
     row = {'n': n, 'raw': [], 'empty': [], 'payload': [], 'apply': [], 'noop': []}
     for dummy in range(REPS):
         with Netns() as ns:
-            row['raw'].append(wall(['nsenter', '--net=/run/netns/' + ns, 'iptables-legacy-restore', '--noflush'], restore))
+            row['raw'].append(wall(['nsenter', '--net=/run/netns/' + ns] + raw_argv, raw_input))
         with Netns() as ns:
-            task = {'name': 'rules', 'pflab.netfilter.iptables_rules': {
-                'backend': 'legacy', 'netns': ns, 'exclusive': True,
-                'chains': [{'name': 'INPUT', 'rules': '{{ bench_rules }}'}]}}
-            empty, payload, apply, noop = playbook(
-                tmp, [empty_task(), payload_task(), task, dict(task, name='again')], rules)
-            row['empty'].append(empty)
-            row['payload'].append(payload)
-            row['apply'].append(apply)
-            row['noop'].append(noop)
+            task = dict(module_task(ns), name='rules')
+            figures = playbook(tmp, [empty_task(), payload_task(), task, dict(task, name='again')], rules)
+            for key, value in zip(('empty', 'payload', 'apply', 'noop'), figures):
+                row[key].append(value)
+    return row
+
+
+def bench_iptables(tmp, n):
+    rules = xt_rules(n)
+    restore = '*filter\n' + ''.join('-A INPUT %s\n' % r for r in rules) + 'COMMIT\n'
+    row = rounds(tmp, n, rules, ['iptables-legacy-restore', '--noflush'], restore, lambda ns: {
+        'pflab.netfilter.iptables_rules': {'backend': 'legacy', 'netns': ns, 'exclusive': True,
+                                           'chains': [{'name': 'INPUT', 'rules': '{{ bench_rules }}'}]}})
     if n <= LOOP_MAX:
         with Netns() as ns:
             shim = os.path.join(tmp, 'shim')
@@ -140,21 +143,9 @@ def bench_nft(tmp, n):
     rules = nft_rules(n)
     load = 'add table inet bench\nadd chain inet bench input { type filter hook input priority 0; }\n' + \
         ''.join('add rule inet bench input %s\n' % r for r in rules)
-    row = {'n': n, 'raw': [], 'empty': [], 'payload': [], 'apply': [], 'noop': []}
-    for dummy in range(REPS):
-        with Netns() as ns:
-            row['raw'].append(wall(['nsenter', '--net=/run/netns/' + ns, 'nft', '-f', '-'], load))
-        with Netns() as ns:
-            task = {'name': 'rules', 'pflab.netfilter.nft_rules': {
-                'netns': ns, 'family': 'inet', 'table': 'bench', 'exclusive': True,
-                'chains': [{'name': 'input', 'hook': 'input', 'rules': '{{ bench_rules }}'}]}}
-            empty, payload, apply, noop = playbook(
-                tmp, [empty_task(), payload_task(), task, dict(task, name='again')], rules)
-            row['empty'].append(empty)
-            row['payload'].append(payload)
-            row['apply'].append(apply)
-            row['noop'].append(noop)
-    return summarize(row)
+    return summarize(rounds(tmp, n, rules, ['nft', '-f', '-'], load, lambda ns: {
+        'pflab.netfilter.nft_rules': {'netns': ns, 'family': 'inet', 'table': 'bench', 'exclusive': True,
+                                      'chains': [{'name': 'input', 'hook': 'input', 'rules': '{{ bench_rules }}'}]}}))
 
 
 def summarize(row):
