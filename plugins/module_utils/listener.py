@@ -68,8 +68,7 @@ class Listener:
 
     def start(self, timeout=3.0):
         """Start detached, wait until the port listens, write the pidfile."""
-        if not netns.exists(self.netns):
-            raise ListenerError('network namespace %s does not exist' % self.netns)
+        netns.require(self.netns)
         if not os.path.isdir(RUN_DIR):
             os.makedirs(RUN_DIR, 0o755)
         with open(os.devnull, 'rb') as null_in, open(os.devnull, 'wb') as null_out, open(self.logfile, 'wb') as log:

@@ -38,6 +38,11 @@ def exists(name):
     return os.path.exists(netns_path(name))
 
 
+def require(name):
+    if not exists(name):
+        raise OSError('network namespace %s does not exist' % name)
+
+
 def lab_netns_name(lab, role):
     return '%s-%s-%s' % (PREFIX, lab, role)
 
@@ -139,8 +144,8 @@ class Runner:
         return self.module.run_command(argv, data=data, binary_data=True)
 
     def check_netns(self):
-        if self.netns and not exists(self.netns):
-            raise OSError('network namespace %s does not exist' % self.netns)
+        if self.netns:
+            require(self.netns)
 
 
 def _setns(fd):
@@ -159,8 +164,7 @@ def entered(name):
 
     Sockets opened in the block stay in that namespace after it ends.
     """
-    if not exists(name):
-        raise OSError('network namespace %s does not exist' % name)
+    require(name)
     own = os.open('/proc/thread-self/ns/net', os.O_RDONLY)
     try:
         target = os.open(netns_path(name), os.O_RDONLY)

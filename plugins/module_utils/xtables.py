@@ -48,6 +48,10 @@ class XtablesError(Exception):
     pass
 
 
+def _stem(ip_version):
+    return 'iptables' if ip_version == 4 else 'ip6tables'
+
+
 class Backend:
     """One iptables variant: which save/restore pair speaks to which kernel part."""
 
@@ -55,7 +59,7 @@ class Backend:
         self.name = name
         self.ip_version = ip_version
         self.runner = runner
-        stem = 'iptables' if ip_version == 4 else 'ip6tables'
+        stem = _stem(ip_version)
         self.save_cmd = self._need(get_bin_path, '%s-%s-save' % (stem, name))
         self.restore_cmd = self._need(get_bin_path, '%s-%s-restore' % (stem, name))
 
@@ -85,7 +89,7 @@ class Backend:
 def resolve_backend(name, ip_version, runner, get_bin_path):
     """``auto`` means whatever ``iptables`` (``ip6tables``) is on the target."""
     if name == 'auto':
-        stem = 'iptables' if ip_version == 4 else 'ip6tables'
+        stem = _stem(ip_version)
         path = get_bin_path(stem)
         if not path:
             raise XtablesError('backend auto: %s is not installed on the target' % stem)
@@ -129,9 +133,6 @@ class Table:
 
     def __eq__(self, other):
         return isinstance(other, Table) and self.text() == other.text()
-
-    def __ne__(self, other):
-        return not self == other
 
 
 def parse_save(text):
