@@ -33,6 +33,32 @@ _RULE_KEYS_IGNORED = frozenset(['handle', 'family', 'table', 'chain', 'index'])
 _BASE_KEYS = ('type', 'hook', 'prio', 'dev')
 
 
+ARGUMENT_SPEC = dict(
+    family=dict(type='str', default='inet', choices=list(FAMILIES)),
+    table=dict(type='str'),
+    chains=dict(type='list', elements='dict', options=dict(
+        name=dict(type='str', required=True),
+        type=dict(type='str', choices=['filter', 'nat', 'route']),
+        hook=dict(type='str', choices=['prerouting', 'input', 'forward', 'output', 'postrouting', 'ingress', 'egress']),
+        priority=dict(type='int'),
+        policy=dict(type='str', choices=['accept', 'drop']),
+        device=dict(type='str'),
+        rules=dict(type='list', elements='str'),
+    )),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    exclusive=dict(type='bool', default=False),
+    netns=dict(type='str'),
+    ruleset_file=dict(type='path'),
+    ruleset=dict(type='str'),
+    reload=dict(type='bool', default=False),
+    api=dict(type='str', default='auto', choices=['auto', 'binding', 'cli']),
+)
+ARGUMENT_RULES = dict(
+    required_one_of=[('table', 'ruleset_file', 'ruleset')],
+    mutually_exclusive=[('table', 'ruleset_file', 'ruleset'), ('chains', 'ruleset_file'), ('chains', 'ruleset')],
+)
+
+
 class NftError(Exception):
     pass
 
@@ -413,3 +439,64 @@ def predict_file(api, scratch, content):
 
 def same_ruleset(current, predicted):
     return predicted is not None and _comparable(current) == _comparable(predicted)
+
+
+def _read_ruleset(params):
+    if params['ruleset'] is not None:
+        return params['ruleset'], 'the given ruleset'
+    try:
+        with open(params['ruleset_file'], 'rb') as f:
+            return to_text(f.read()), params['ruleset_file']
+    except (IOError, OSError) as e:
+        raise NftError('cannot read %s: %s' % (params['ruleset_file'], e))
+
+
+def _load(api, scratch, params, check_mode, diff):
+    content, what = _read_ruleset(params)
+    current, predicted = predict_file(api, scratch, content)
+    changed = params['reload'] or not same_ruleset(current, predicted)
+    result = dict(changed=changed, changes=['load %s' % what] if changed else [], reregistered_hooks=[])
+    before_text = api.text('ruleset') if diff else ''
+    if changed and not check_mode:
+        handles = base_chain_handles(api)
+        rc, dummy, err = api.run(content)
+        if rc != 0:
+            raise NftError('nft refused %s: %s' % (what, err.strip()))
+        after = base_chain_handles(api)
+        result['reregistered_hooks'] = sorted(
+            '%s %s %s %s' % (key + (after[key][1],)) for key in after if handles.get(key, (None,))[0] != after[key][0])
+    if diff:
+        result['diff'] = dict(before=before_text, after=api.text('ruleset') if not check_mode else before_text)
+    return result
+
+
+def _manage_table(api, scratch, params, check_mode, diff):
+    request = Request(params['family'], params['table'], params['chains'], params['state'], params['exclusive'])
+    engine = Engine(api, request, scratch)
+    before = api.objects('table ' + request.ref)
+    before_text = api.text('table ' + request.ref) if before is not None and diff else ''
+    text, changes = engine.plan(before, check_mode)
+    if text and not check_mode:
+        engine.apply(text)
+    result = dict(changed=bool(text), changes=changes)
+    if diff:
+        after_text = before_text
+        if text and not check_mode and not request.delete_table:
+            after_text = api.text('table ' + request.ref)
+        elif text and not check_mode:
+            after_text = ''
+        result['diff'] = dict(before=before_text, after=after_text)
+    return result
+
+
+def manage(module, params, check_mode=False, diff=False):
+    """Bring one table, or the whole ruleset, of one namespace to ``params`` (ARGUMENT_SPEC); the module's result."""
+    netns.Runner(module, params['netns']).check_netns()
+    api = open_api(module, params['netns'], params['api'])
+    scratch = scratch_opener(module, params['api'])
+    if params['ruleset_file'] or params['ruleset'] is not None:
+        result = _load(api, scratch, params, check_mode, diff)
+    else:
+        result = _manage_table(api, scratch, params, check_mode, diff)
+    result['api'] = api.name
+    return result

@@ -44,6 +44,21 @@ _CHAIN_NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,27}$')
 _ERROR_LINE = re.compile(r'(?:Error occurred at line: |line )(\d+)')
 
 
+ARGUMENT_SPEC = dict(
+    backend=dict(type='str', default='auto', choices=['auto', 'legacy', 'nft']),
+    ip_version=dict(type='int', default=4, choices=[4, 6]),
+    table=dict(type='str', default='filter', choices=sorted(BUILTIN_CHAINS)),
+    netns=dict(type='str'),
+    chains=dict(type='list', elements='dict', required=True, options=dict(
+        name=dict(type='str', required=True),
+        policy=dict(type='str', choices=['ACCEPT', 'DROP']),
+        rules=dict(type='list', elements='str'),
+    )),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    exclusive=dict(type='bool', default=False),
+)
+
+
 class XtablesError(Exception):
     pass
 
@@ -367,3 +382,28 @@ def _unique(items):
             seen.add(item)
             out.append(item)
     return out
+
+
+def manage(module, params, check_mode=False, diff=False):
+    """Bring one table of one namespace to ``params`` (ARGUMENT_SPEC); the module's result."""
+    runner = netns.Runner(module, params['netns'])
+    runner.check_netns()
+    backend = resolve_backend(params['backend'], params['ip_version'], runner, module.get_bin_path)
+    table = params['table']
+    engine = Engine(backend, Request(table, params['chains'], params['state'], params['exclusive']))
+    before = backend.save().get(table)
+    after, text, changes = engine.plan({table: before} if before else {}, check_mode)
+    if not text:
+        after = before or after
+    elif not check_mode:
+        engine.apply(text)
+        after = backend.save()[table]
+    result = dict(
+        changed=bool(text),
+        backend=backend.describe(),
+        changes=changes,
+        rules=dict((c['name'], after.rules.get(c['name'], [])) for c in params['chains']),
+    )
+    if diff:
+        result['diff'] = dict(before=before.text() if before else '', after=after.text() if text or before else '')
+    return result

@@ -164,49 +164,15 @@ rules:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns, xtables
+from ansible_collections.pflab.netfilter.plugins.module_utils import xtables
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            backend=dict(type='str', default='auto', choices=['auto', 'legacy', 'nft']),
-            ip_version=dict(type='int', default=4, choices=[4, 6]),
-            table=dict(type='str', default='filter', choices=sorted(xtables.BUILTIN_CHAINS)),
-            netns=dict(type='str'),
-            chains=dict(type='list', elements='dict', required=True, options=dict(
-                name=dict(type='str', required=True),
-                policy=dict(type='str', choices=['ACCEPT', 'DROP']),
-                rules=dict(type='list', elements='str'),
-            )),
-            state=dict(type='str', default='present', choices=['present', 'absent']),
-            exclusive=dict(type='bool', default=False),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = AnsibleModule(argument_spec=xtables.ARGUMENT_SPEC, supports_check_mode=True)
     try:
-        runner = netns.Runner(module, p['netns'])
-        runner.check_netns()
-        backend = xtables.resolve_backend(p['backend'], p['ip_version'], runner, module.get_bin_path)
-        engine = xtables.Engine(backend, xtables.Request(p['table'], p['chains'], p['state'], p['exclusive']))
-        before = backend.save().get(p['table'])
-        after, text, changes = engine.plan({p['table']: before} if before else {}, module.check_mode)
-        if not text:
-            after = before or after
-        elif not module.check_mode:
-            engine.apply(text)
-            after = backend.save()[p['table']]
+        result = xtables.manage(module, module.params, module.check_mode, module._diff)
     except (xtables.XtablesError, OSError) as e:
         module.fail_json(msg=str(e))
-    result = dict(
-        changed=bool(text),
-        backend=backend.describe(),
-        changes=changes,
-        rules=dict((c['name'], after.rules.get(c['name'], [])) for c in p['chains']),
-    )
-    if module._diff:
-        result['diff'] = dict(before=before.text() if before else '', after=after.text() if text or before else '')
     module.exit_json(**result)
 
 

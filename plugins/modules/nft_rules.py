@@ -21,8 +21,8 @@ description:
     yields that form.
   - All changes of one call are one nft transaction; when any rule is refused nothing is applied and the error
     names the rule and repeats nft's message.
-  - With O(ruleset_file), loads a whole ruleset file the way the article does (C(nft -f)), but only when the
-    ruleset would change (or with O(reload)). A file that deletes and re-creates base chains (C(flush ruleset))
+  - With O(ruleset_file) or O(ruleset), loads a whole ruleset the way the article does (C(nft -f)), but only when
+    the ruleset would change (or with O(reload)). A file that deletes and re-creates base chains (C(flush ruleset))
     re-registers their hooks, which changes their order against other hooks of equal priority; RV(reregistered_hooks)
     lists them.
 author:
@@ -38,7 +38,7 @@ options:
     choices: [ip, ip6, inet, arp, bridge, netdev]
     default: inet
   table:
-    description: Table name. Required unless O(ruleset_file) is given.
+    description: Table name. Required unless O(ruleset_file) or O(ruleset) is given.
     type: str
   chains:
     description:
@@ -92,8 +92,12 @@ options:
     description:
       - Path on the target of a ruleset file to load as C(nft -f) does, instead of O(table) and O(chains).
     type: path
+  ruleset:
+    description:
+      - A ruleset as nft text, loaded as O(ruleset_file) is; for rulesets kept in playbooks or scenarios.
+    type: str
   reload:
-    description: Load O(ruleset_file) even when the ruleset would not change (this re-registers the hooks it re-creates).
+    description: Load O(ruleset_file) or O(ruleset) even when the ruleset would not change (this re-registers the hooks it re-creates).
     type: bool
     default: false
   api:
@@ -107,7 +111,9 @@ attributes:
     description: Computes the change (rules are still tried in a scratch namespace) and applies nothing.
   diff_mode:
     support: full
-    description: Before and after as C(nft list table) text (C(nft list ruleset) with O(ruleset_file)), counters left out.
+    description: >-
+      Before and after as C(nft list table) text (C(nft list ruleset) with O(ruleset_file) or O(ruleset)),
+      counters left out.
 seealso:
   - module: pflab.netfilter.iptables_rules
 '''
@@ -162,96 +168,23 @@ reregistered_hooks:
   description:
     - Base chains (C(family table chain hook)) deleted and re-created by O(ruleset_file), so their hooks now run
       before other hooks of equal priority registered earlier.
-  returned: when O(ruleset_file) is given
+  returned: when O(ruleset_file) or O(ruleset) is given
   type: list
   elements: str
   sample: ['inet filter input input']
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_text
-
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nft
-
-
-def _load_file(module, api, scratch):
-    p = module.params
-    try:
-        with open(p['ruleset_file'], 'rb') as f:
-            content = to_text(f.read())
-    except (IOError, OSError) as e:
-        raise nft.NftError('cannot read %s: %s' % (p['ruleset_file'], e))
-    current, predicted = nft.predict_file(api, scratch, content)
-    changed = p['reload'] or not nft.same_ruleset(current, predicted)
-    result = dict(changed=changed, changes=['load %s' % p['ruleset_file']] if changed else [], reregistered_hooks=[])
-    before_text = api.text('ruleset')
-    if changed and not module.check_mode:
-        handles = nft.base_chain_handles(api)
-        rc, dummy, err = api.run(content)
-        if rc != 0:
-            raise nft.NftError('nft refused %s: %s' % (p['ruleset_file'], err.strip()))
-        after = nft.base_chain_handles(api)
-        result['reregistered_hooks'] = sorted(
-            '%s %s %s %s' % (key + (after[key][1],)) for key in after if handles.get(key, (None,))[0] != after[key][0])
-    if module._diff:
-        result['diff'] = dict(before=before_text, after=api.text('ruleset') if not module.check_mode else before_text)
-    return result
-
-
-def _manage_table(module, api, scratch):
-    p = module.params
-    request = nft.Request(p['family'], p['table'], p['chains'], p['state'], p['exclusive'])
-    engine = nft.Engine(api, request, scratch)
-    before = api.objects('table ' + request.ref)
-    before_text = api.text('table ' + request.ref) if before is not None and module._diff else ''
-    text, changes = engine.plan(before, module.check_mode)
-    if text and not module.check_mode:
-        engine.apply(text)
-    result = dict(changed=bool(text), changes=changes)
-    if module._diff:
-        after_text = before_text
-        if text and not module.check_mode and not request.delete_table:
-            after_text = api.text('table ' + request.ref)
-        elif text and not module.check_mode:
-            after_text = ''
-        result['diff'] = dict(before=before_text, after=after_text)
-    return result
+from ansible_collections.pflab.netfilter.plugins.module_utils import nft
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            family=dict(type='str', default='inet', choices=list(nft.FAMILIES)),
-            table=dict(type='str'),
-            chains=dict(type='list', elements='dict', options=dict(
-                name=dict(type='str', required=True),
-                type=dict(type='str', choices=['filter', 'nat', 'route']),
-                hook=dict(type='str', choices=['prerouting', 'input', 'forward', 'output', 'postrouting', 'ingress', 'egress']),
-                priority=dict(type='int'),
-                policy=dict(type='str', choices=['accept', 'drop']),
-                device=dict(type='str'),
-                rules=dict(type='list', elements='str'),
-            )),
-            state=dict(type='str', default='present', choices=['present', 'absent']),
-            exclusive=dict(type='bool', default=False),
-            netns=dict(type='str'),
-            ruleset_file=dict(type='path'),
-            reload=dict(type='bool', default=False),
-            api=dict(type='str', default='auto', choices=['auto', 'binding', 'cli']),
-        ),
-        required_one_of=[('table', 'ruleset_file')],
-        mutually_exclusive=[('table', 'ruleset_file'), ('chains', 'ruleset_file')],
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = AnsibleModule(argument_spec=nft.ARGUMENT_SPEC, supports_check_mode=True, **nft.ARGUMENT_RULES)
     try:
-        netns.Runner(module, p['netns']).check_netns()
-        api = nft.open_api(module, p['netns'], p['api'])
-        scratch = nft.scratch_opener(module, p['api'])
-        result = _load_file(module, api, scratch) if p['ruleset_file'] else _manage_table(module, api, scratch)
+        result = nft.manage(module, module.params, module.check_mode, module._diff)
     except (nft.NftError, OSError) as e:
         module.fail_json(msg=str(e))
-    module.exit_json(api=api.name, **result)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':
