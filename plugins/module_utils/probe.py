@@ -21,11 +21,17 @@ class ProbeError(Exception):
 
 
 def tcp_connect(name, address, port, timeout_ms):
-    """Connect once from namespace ``name``; return (outcome, elapsed_ms)."""
+    """Connect once from namespace ``name``; return (outcome, elapsed_ms, source port).
+
+    The source port is bound before the connect, so kernel log lines of this
+    connection can be told from any other's.
+    """
     family = socket.AF_INET6 if ':' in address else socket.AF_INET
     with netns.entered(name):
         sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout_ms / 1000.0)
+    sock.bind(('::' if family == socket.AF_INET6 else '0.0.0.0', 0))
+    source_port = sock.getsockname()[1]
     start = time.monotonic()
     try:
         sock.connect((address, port))
@@ -41,4 +47,4 @@ def tcp_connect(name, address, port, timeout_ms):
     finally:
         elapsed_ms = (time.monotonic() - start) * 1000.0
         sock.close()
-    return outcome, round(elapsed_ms, 3)
+    return outcome, round(elapsed_ms, 3), source_port

@@ -87,6 +87,11 @@ elapsed_ms:
   returned: success
   type: float
   sample: 200.41
+source_port:
+  description: The local port the connection came from (to find its lines in the kernel log).
+  returned: success
+  type: int
+  sample: 40312
 '''
 
 import ipaddress
@@ -117,10 +122,11 @@ def main():
     if p['timeout_ms'] < 1:
         module.fail_json(msg='timeout_ms must be at least 1')
     try:
-        outcome, elapsed_ms = probe.tcp_connect(p['netns'], address, p['port'], p['timeout_ms'])
+        outcome, elapsed_ms, source_port = probe.tcp_connect(p['netns'], address, p['port'], p['timeout_ms'])
     except (probe.ProbeError, OSError) as e:
         module.fail_json(msg=str(e))
-    module.exit_json(changed=False, reached=outcome == 'connected', outcome=outcome, elapsed_ms=elapsed_ms)
+    module.exit_json(changed=False, reached=outcome == 'connected', outcome=outcome, elapsed_ms=elapsed_ms,
+                     source_port=source_port)
 
 
 if __name__ == '__main__':

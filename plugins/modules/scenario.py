@@ -1,0 +1,258 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: scenario
+short_description: Run one packet filter experiment in a fresh lab and return what the kernel logged
+version_added: 0.3.0
+description:
+  - Runs one scenario in one call on the target: a fresh lab of network namespaces, the steps in order, a netcat
+    listener, a kernel log cursor, the probes, the LOG records collected, and the lab removed in every case
+    (success, error, timeout or termination).
+  - The order of O(scenario.steps) is the order in which the filters register their hooks; the module measures
+    that order after every step and returns the hooks with their priorities, registration order and LOG prefixes.
+  - On the controller, the action plugin reads O(src) and checks the scenario against the collection's JSON Schema
+    (C(schemas/scenario.schema.json)) before anything runs; errors name the file and the field.
+  - Leaves the host as it found it, so it never reports a change.
+author:
+  - pflab.netfilter developers (@pflab)
+requirements:
+  - python3-pyroute2, iproute2, netcat-openbsd, and nftables and iptables for the steps that use them, on the target
+  - C(jsonschema) on the controller
+  - root on the target, and C(net.netfilter.nf_log_all_netns=1) for LOG rules in namespaces (role pflab.netfilter.lab_host)
+options:
+  src:
+    description: Path on the controller of a scenario file (YAML). One of O(src) and O(scenario) is required.
+    type: path
+  scenario:
+    description:
+      - The scenario as data, in the schema of C(schemas/scenario.schema.json) (also documented in the
+        collection's README).
+    type: dict
+    suboptions:
+      id:
+        description: Short name, used in the report.
+        type: str
+        required: true
+      title:
+        description: One line that says what the scenario shows.
+        type: str
+        required: true
+      source:
+        description: Which experiment of the article it is, or C(beyond the article).
+        type: str
+        required: true
+      namespaces:
+        description: Roles of the lab's namespaces, joined in a chain by veth pairs.
+        type: list
+        elements: str
+        default: [client, server]
+      steps:
+        description:
+          - Ordered rule steps. Each has one key, V(iptables) or V(nft), whose value is the arguments of
+            M(pflab.netfilter.iptables_rules) or M(pflab.netfilter.nft_rules). Their C(netns) names a role of the
+            lab (default C(server)); C(ruleset_file) is not allowed (use C(ruleset)).
+        type: list
+        elements: dict
+        default: []
+      probes:
+        description: TCP connects, each with C(from) and C(to) roles (C(client), C(server)), C(port) (12345) and
+          C(timeout_ms) (200).
+        type: list
+        elements: dict
+        default: [{}]
+      expect:
+        description: What should be seen, with C(reached) (bool) and C(trace) (the LOG prefixes in order).
+        type: dict
+        required: true
+      notes:
+        description: Free text for the report.
+        type: str
+      variant:
+        description: Set by the action plugin when O(variant) changed the scenario.
+        type: dict
+  variant:
+    description:
+      - A change applied on the controller to the scenario before it runs, for the order matrix.
+      - C(reverse) (bool) runs the steps in the opposite order; C(nft_priority) (int) gives every nft base chain of
+        the steps this priority; C(iptables_backend) (V(legacy) or V(nft)) replaces the backend of the iptables
+        steps; C(reload) (bool) appends the scenario's last nft ruleset step again (a reload with C(nft -f)).
+      - C(id), C(title) and C(expect) replace the scenario's own.
+    type: dict
+  lab:
+    description: Lab id for the run; its namespaces are C(pfl-<lab>-<role>). Default C(sc-<pid>).
+    type: str
+  timeout:
+    description: Seconds the whole run may take; then the lab is removed and the task fails.
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    support: partial
+    description: Checks the scenario and its steps, builds no lab and runs nothing (RV(status) is V(not run)).
+  diff_mode:
+    support: none
+    description: The run leaves nothing behind to show a difference of.
+  action:
+    support: full
+    description: The scenario is read and checked on the controller.
+seealso:
+  - module: pflab.netfilter.iptables_rules
+  - module: pflab.netfilter.nft_rules
+  - module: pflab.netfilter.report
+'''
+
+EXAMPLES = r'''
+- name: Run the article's second experiment
+  pflab.netfilter.scenario:
+    src: "{{ playbook_dir }}/scenarios/article/experiment-2.yml"
+  register: run
+
+- name: The same with the load order reversed (nft first)
+  pflab.netfilter.scenario:
+    src: "{{ playbook_dir }}/scenarios/article/experiment-2.yml"
+    variant:
+      id: experiment-2-reversed
+      reverse: true
+      expect: {reached: false, trace: [ipt-input]}
+
+- name: A scenario written inline
+  pflab.netfilter.scenario:
+    scenario:
+      id: nft-drop
+      title: nftables drops at input
+      source: beyond the article
+      steps:
+        - nft:
+            table: filter
+            chains:
+              - name: input
+                hook: input
+                rules: ['tcp dport 12345 log prefix "nft-input" drop']
+      expect: {reached: false, trace: [nft-input]}
+'''
+
+RETURN = r'''
+id:
+  description: The scenario's id.
+  returned: always
+  type: str
+  sample: experiment-2
+status:
+  description: V(ran), V(skipped) (a step needs what the host lacks, see RV(reason)) or V(not run) (check mode).
+  returned: always
+  type: str
+  sample: ran
+reason:
+  description: Why the scenario was skipped.
+  returned: when RV(status=skipped)
+  type: str
+scenario:
+  description: The scenario as run (after O(variant)).
+  returned: always
+  type: dict
+kernel:
+  description: Kernel release of the target.
+  returned: unless check mode
+  type: str
+  sample: 6.1.0-18-amd64
+versions:
+  description: First version line of iptables, iptables-legacy, iptables-nft, nft and ip (iproute2); null when missing.
+  returned: unless check mode
+  type: dict
+  sample: {iptables: iptables v1.8.9 (nf_tables), nft: nftables v1.0.6 (Lester Gooch #5), ip: ip utility, iproute2-6.1.0}
+steps:
+  description: What each step changed, with the filter that made its hooks.
+  returned: when RV(status=ran)
+  type: list
+  elements: dict
+  sample: [{kind: iptables, netns: server, filter: iptables-legacy, changes: ['INPUT: 2 rules added, 0 removed']}]
+hooks:
+  description:
+    - Hooks registered at probe time, in registration order; C(registered) counts registrations in the namespace,
+      C(step) is the step that registered it, C(log_prefixes) the LOG prefixes of its chain.
+  returned: when RV(status=ran)
+  type: list
+  elements: dict
+  sample: [{filter: iptables-legacy, family: ip, table: filter, chain: INPUT, hook: input, priority: 0, step: 1,
+            registered: 1, netns: server, log_prefixes: [ipt-input]}]
+unregistered:
+  description: Hooks a later step removed (for example iptables-nft's tables deleted by C(flush ruleset)).
+  returned: when RV(status=ran)
+  type: list
+  elements: dict
+probes:
+  description: Each probe with its outcome (V(connected), V(refused), V(timeout), V(unreachable)) and source port.
+  returned: when RV(status=ran)
+  type: list
+  elements: dict
+  sample: [{from: client, to: server, address: 198.18.0.2, port: 12345, source_port: 40312, outcome: timeout,
+            reached: false, elapsed_ms: 200.3, timeout_ms: 200}]
+trace:
+  description:
+    - The LOG records of the probes' SYN and SYN-ACK, in kernel sequence order, with their µs timestamps.
+  returned: when RV(status=ran)
+  type: list
+  elements: dict
+  sample: [{seq: 3412, timestamp_us: 91234567, prefix: nft-input, probe: 1, direction: received, packet: syn,
+            tcp_flags: [SYN], fields: {IN: to-client, OUT: '', SRC: 198.18.0.1, DST: 198.18.0.2, SPT: '40312', DPT: '12345'}}]
+lost:
+  description: Kernel log records overwritten before they were read (the trace may miss lines when not 0).
+  returned: when RV(status=ran)
+  type: int
+  sample: 0
+observed:
+  description: Whether every probe connected, and the trace's prefixes in order.
+  returned: when RV(status=ran)
+  type: dict
+  sample: {reached: false, trace: [nft-input, ipt-input]}
+duration_ms:
+  description: Time from lab creation to lab removal.
+  returned: when RV(status=ran)
+  type: float
+  sample: 180.4
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import lab, scenario
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type='path'),
+            scenario=dict(type='dict'),
+            variant=dict(type='dict'),
+            lab=dict(type='str'),
+            timeout=dict(type='int', default=30),
+        ),
+        required_one_of=[('src', 'scenario')],
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p['scenario'] is None:
+        module.fail_json(msg='the scenario was not read: run this module through its action plugin '
+                             '(pflab.netfilter.scenario in a task), which reads src on the controller')
+    if lab.PYROUTE2_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('pyroute2'), exception=lab.PYROUTE2_IMPORT_ERROR)
+    if p['timeout'] < 1:
+        module.fail_json(msg='timeout must be at least 1 second')
+    try:
+        runner = scenario.Runner(module, p['scenario'], p['lab'], p['timeout'])
+        if module.check_mode:
+            module.exit_json(changed=False, id=p['scenario']['id'], status='not run', scenario=p['scenario'])
+        result = runner.run()
+    except (scenario.ScenarioError, lab.LabError, OSError) as e:
+        module.fail_json(msg=str(e), scenario=p['scenario'])
+    module.exit_json(changed=False, scenario=p['scenario'], **result)
+
+
+if __name__ == '__main__':
+    main()
