@@ -123,17 +123,18 @@ class Registry:
                                      hook=chain['hook'], priority=chain['priority'], step=step,
                                      identity=chain['identity']))
 
-    def entries(self, legacy_rules, objects):
+    def entries(self, xtables_rules, objects):
         """The hooks alive now, each with the LOG prefixes of its chain, in registration order.
 
-        ``legacy_rules`` maps (family, table) to the parsed xtables.Table; ``objects``
-        is ``list ruleset``.
+        ``xtables_rules`` maps (filter, family, table) to the xtables.Table that
+        iptables-legacy-save or iptables-nft-save gives (nft's JSON shows iptables-nft's
+        LOG as an opaque xt target); ``objects`` is ``list ruleset``.
         """
         out = []
-        for key, entry in sorted(self.alive.items(), key=lambda item: item[1]['registered']):
+        for dummy, entry in sorted(self.alive.items(), key=lambda item: item[1]['registered']):
             entry = dict((k, v) for k, v in entry.items() if k != 'identity')
-            if key[0] == 'legacy':
-                table = legacy_rules.get((entry['family'], entry['table']))
+            table = xtables_rules.get((entry['filter'], entry['family'], entry['table']))
+            if entry['filter'].startswith('iptables'):
                 entry['log_prefixes'] = log_prefixes_xtables(table.rules.get(entry['chain'], [])) if table else []
             else:
                 entry['log_prefixes'] = log_prefixes_nft(objects, entry['family'], entry['table'], entry['chain'])

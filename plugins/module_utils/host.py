@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib.util
 import os
 import re
 
@@ -28,6 +29,8 @@ TOOLS = {
     'sysctl': ['--version'],
 }
 SYSCTLS = ['net.netfilter.nf_log_all_netns']
+# Python modules the lab modules use on the target (nftables is optional: nft -j stands in).
+PYTHON_MODULES = ('pyroute2', 'nftables')
 LEGACY_PROC = '/proc/net/ip_tables_names'
 
 
@@ -108,4 +111,5 @@ def gather(get_bin_path, run):
         'iptables_legacy': legacy_support(found, kernel['release']),
         'sysctls': dict((name, read_sysctl(name)) for name in SYSCTLS),
         'labs': netns.list_labs(),
+        'python_modules': dict((name, importlib.util.find_spec(name) is not None) for name in PYTHON_MODULES),
     }

@@ -120,6 +120,7 @@ class Runner:
         if _uses_legacy(self.steps) and not legacy['usable']:
             result.update(status='skipped', reason=legacy['reason'])
             return result
+        lab.require_absent(self.plan)
         started = time.monotonic()
         previous = signal.signal(signal.SIGALRM, _on_alarm), signal.signal(signal.SIGTERM, _on_term)
         signal.setitimer(signal.ITIMER_REAL, self.timeout)
@@ -141,7 +142,7 @@ class Runner:
 
     def _run_in_lab(self):
         self.phase = 'lab creation'
-        lab.Lab(self.plan).present()
+        lab.create_fresh(self.plan)
         steps = []
         for index, (kind, role, params) in enumerate(self.steps, 1):
             self.phase = 'step %d (%s)' % (index, kind)
@@ -198,14 +199,15 @@ class Runner:
         for role, registry in sorted(self.registry.items()):
             name = self.plan.namespaces[role]
             runner = netns.Runner(self.module, name)
-            legacy_rules = {}
-            for family, tables in hooks.legacy_tables(name).items():
-                if tables:
-                    backend = xtables.resolve_backend('legacy', 4 if family == 'ip' else 6, runner, self.module.get_bin_path)
-                    for table_name, table in backend.save().items():
-                        legacy_rules[(family, table_name)] = table
+            xtables_rules = {}
+            for entry in registry.alive.values():
+                key = (entry['filter'], entry['family'], entry['table'])
+                if entry['filter'].startswith('iptables') and key not in xtables_rules:
+                    backend = xtables.resolve_backend(entry['filter'].split('-')[1], 4 if entry['family'] == 'ip' else 6,
+                                                      runner, self.module.get_bin_path)
+                    xtables_rules[key] = backend.save().get(entry['table'])
             objects = self._api(role).objects('ruleset') or []
-            alive += [dict(entry, netns=role) for entry in registry.entries(legacy_rules, objects)]
+            alive += [dict(entry, netns=role) for entry in registry.entries(xtables_rules, objects)]
             unregistered += [dict(entry, netns=role) for entry in registry.removed_entries()]
         return alive, unregistered
 

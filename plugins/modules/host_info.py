@@ -74,6 +74,11 @@ labs:
   type: list
   elements: str
   sample: [article]
+python_modules:
+  description: Whether the Python modules the lab modules use are importable by the target's interpreter.
+  returned: always
+  type: dict
+  sample: {pyroute2: true, nftables: true}
 '''
 
 from ansible.module_utils.basic import AnsibleModule

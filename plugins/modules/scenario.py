@@ -23,7 +23,7 @@ description:
 author:
   - pflab.netfilter developers (@pflab)
 requirements:
-  - python3-pyroute2, iproute2, netcat-openbsd, and nftables and iptables for the steps that use them, on the target
+  - iproute2, netcat-openbsd, and nftables and iptables for the steps that use them, on the target
   - C(jsonschema) on the controller
   - root on the target, and C(net.netfilter.nf_log_all_netns=1) for LOG rules in namespaces (role pflab.netfilter.lab_host)
 options:
@@ -219,7 +219,7 @@ duration_ms:
   sample: 180.4
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import lab, scenario
 
@@ -240,8 +240,6 @@ def main():
     if p['scenario'] is None:
         module.fail_json(msg='the scenario was not read: run this module through its action plugin '
                              '(pflab.netfilter.scenario in a task), which reads src on the controller')
-    if lab.PYROUTE2_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('pyroute2'), exception=lab.PYROUTE2_IMPORT_ERROR)
     if p['timeout'] < 1:
         module.fail_json(msg='timeout must be at least 1 second')
     try:

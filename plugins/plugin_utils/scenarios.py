@@ -24,7 +24,7 @@ else:
     JSONSCHEMA_IMPORT_ERROR = None
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), '..', '..', 'schemas', 'scenario.schema.json')
-VARIANT_KEYS = frozenset(['id', 'title', 'expect', 'notes', 'reverse', 'nft_priority', 'iptables_backend', 'reload'])
+VARIANT_KEYS = frozenset(['id', 'title', 'label', 'expect', 'notes', 'reverse', 'nft_priority', 'iptables_backend', 'reload'])
 _MAX_ERRORS = 10
 # "hook input priority 0" or "hook ingress device eth0 priority -10" in nft text
 _NFT_PRIORITY = re.compile(r'(\bhook\s+\w+\s+(?:device\s+"?[^\s;"]+"?\s+)?priority\s+)([^\s;]+)')
@@ -108,7 +108,23 @@ def apply_variant(scenario, variant, origin):
     for key in ('id', 'title', 'expect', 'notes'):
         if key in variant:
             out[key] = copy.deepcopy(variant[key])
-    out['variant'] = dict((k, v) for k, v in variant.items() if k not in ('id', 'title', 'expect', 'notes'))
+    if variant.get('label'):
+        out['title'] = '%s (%s)' % (out['title'], variant['label'])
+    out['variant'] = dict((k, v) for k, v in variant.items() if k not in ('id', 'title', 'label', 'expect', 'notes'))
     out['variant']['of'] = scenario['id']
     check(out, '%s with variant %s' % (origin, out['id']))
     return out
+
+
+def matrix_runs(variants, scenario_dir):
+    """One {src, variant} per row of a matrix (see playbooks/scenarios/matrix.yml), variant by variant."""
+    runs = []
+    for variant in variants:
+        for row in variant['expect']:
+            change = dict(variant.get('change') or {})
+            change.update(id='%s-%s' % (row['scenario'], variant['id']), label=variant['label'],
+                          expect=dict(reached=row['reached'], trace=list(row['trace'])))
+            if variant.get('notes'):
+                change['notes'] = variant['notes']
+            runs.append(dict(src=os.path.join(scenario_dir, row['scenario'] + '.yml'), variant=change))
+    return runs

@@ -1,0 +1,249 @@
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The report's data, built on the controller from the scenario module's results.
+
+Pure functions: hosts' results in, the document of schemas/report.schema.json out.
+The order rule checked here is the kernel's: hooks at one point run by priority,
+lowest first; at equal priority the hook registered last runs first.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+SCHEMA = 'pflab.netfilter/report/1'
+RULE = 'different priorities: lowest first; equal priorities: the hook registered last runs first'
+ARTICLE_CONCLUSION = 'nftables has precedence over iptables'
+# Hook points a locally delivered connection attempt crosses in the server, in path order.
+PATH = (('received', 'prerouting'), ('received', 'input'), ('sent', 'output'), ('sent', 'postrouting'))
+_IPV4_FAMILIES = ('ip', 'inet')
+_VERSION_KEYS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
+
+
+def hook_order(entries):
+    """``entries`` (hooks at one point) in the order the kernel runs them."""
+    return sorted(entries, key=lambda e: (e['priority'], -e['registered']))
+
+
+def _ordinal(n):
+    suffix = 'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')
+    return '%d%s' % (n, suffix)
+
+
+def _label(entry):
+    return '%s (%s %s %s)' % (entry['filter'], entry['family'], entry['table'], entry['chain'])
+
+
+def path_of(run):
+    """The server-side hook points of the first probe, each with its hooks in kernel order."""
+    probe = (run.get('probes') or [{}])[0]
+    where = probe.get('to', 'server')
+    seen = set((r['direction'], r['prefix']) for r in run.get('trace', []) if r.get('probe', 1) == 1)
+    points = []
+    for direction, hook in PATH:
+        entries = [e for e in run.get('hooks', []) if e['hook'] == hook and e['netns'] == where
+                   and e['family'] in _IPV4_FAMILIES]
+        stages = []
+        for entry in hook_order(entries):
+            stage = dict(entry)
+            stage['seen'] = any((direction, p) in seen for p in entry['log_prefixes'])
+            stages.append(stage)
+        if stages or hook in ('input', 'output'):
+            points.append(dict(direction=direction, hook=hook, stages=stages))
+    return points
+
+
+def _mark_stop(points, reached):
+    """Give every stage and point a state; return where the packet stopped (the last stage that saw
+    it, when it did not get through), or None."""
+    seen = [s for p in points for s in p['stages'] if s['seen']]
+    stop = seen[-1] if seen and not reached else None
+    after_stop = False
+    for point in points:
+        point['state'] = 'not-reached' if after_stop else 'passed'
+        for stage in point['stages']:
+            if after_stop:
+                stage['state'] = 'not-reached'
+            elif stage is stop:
+                stage['state'] = point['state'] = 'stopped'
+                after_stop = True
+            else:
+                stage['state'] = 'seen' if stage['seen'] else 'not-seen'
+    return dict((k, stop[k]) for k in ('filter', 'family', 'table', 'chain', 'hook')) if stop else None
+
+
+def predicted_trace(points):
+    return [prefix for point in points for stage in point['stages'] for prefix in stage['log_prefixes']]
+
+
+def _order_sentences(points):
+    out = []
+    for point in points:
+        stages = point['stages']
+        for first, second in zip(stages, stages[1:]):
+            if first['priority'] != second['priority']:
+                why = 'priority %d is lower than %d' % (first['priority'], second['priority'])
+            else:
+                why = 'both priority %d, and it registered later (%s vs %s registration)' % (
+                    first['priority'], _ordinal(first['registered']), _ordinal(second['registered']))
+            out.append('at %s, %s runs before %s: %s' % (point['hook'], _label(first), _label(second), why))
+    return out
+
+
+def _pairs(points):
+    """Adjacent hooks at one point: the rows of evidence for the order rule."""
+    for point in points:
+        for first, second in zip(point['stages'], point['stages'][1:]):
+            yield point, first, second
+
+
+def evaluate(scenario, run):
+    """One scenario on one host: status, reasons, the drawn path and the rule check."""
+    if run is None:
+        return dict(status='missing', reasons=['no result from this host (unreachable, or failed before the run)'])
+    if run.get('failed') or run.get('status') not in ('ran', 'skipped'):
+        return dict(status='failed', reasons=[run.get('msg') or 'the scenario module failed'])
+    if run['status'] == 'skipped':
+        return dict(status='skipped', reasons=[run.get('reason') or 'skipped'])
+    observed = run['observed']
+    expect = scenario['expect']
+    points = path_of(run)
+    stop = _mark_stop(points, observed['reached'])
+    predicted = predicted_trace(points)
+    rule_holds = observed['trace'] == predicted[:len(observed['trace'])] and (
+        not observed['reached'] or observed['trace'] == predicted)
+    reasons = []
+    if observed['reached'] != expect['reached']:
+        reasons.append('expected the connection to %s, it %s' % (
+            'succeed' if expect['reached'] else 'fail', 'succeeded' if observed['reached'] else 'failed'))
+    if observed['trace'] != expect['trace']:
+        reasons.append('expected the trace %s, the kernel logged %s' % (
+            ' > '.join(expect['trace']) or '(nothing)', ' > '.join(observed['trace']) or '(nothing)'))
+    for entry in run.get('unregistered', []):
+        reasons.append('%s was unregistered by step %d' % (_label(entry), entry['removed_by_step']))
+    if run.get('lost'):
+        reasons.append('%d kernel log records were lost before they were read: the trace may be incomplete'
+                       % run['lost'])
+    status = 'reproduced' if observed['reached'] == expect['reached'] and observed['trace'] == expect['trace'] \
+        and not run.get('lost') else 'differs'
+    return dict(
+        status=status,
+        reasons=reasons,
+        why=_order_sentences(points),
+        observed=dict(reached=observed['reached'], trace=observed['trace'], lost=run.get('lost', 0)),
+        probes=run.get('probes', []),
+        trace=run.get('trace', []),
+        steps=run.get('steps', []),
+        unregistered=run.get('unregistered', []),
+        path=points,
+        stopped_at=stop,
+        rule=dict(predicted=predicted, holds=rule_holds),
+        duration_ms=run.get('duration_ms'),
+    )
+
+
+def _host_facts(name, runs):
+    for run in runs:
+        if run and run.get('kernel'):
+            return dict(name=name, kernel=run['kernel'], versions=dict((k, (run.get('versions') or {}).get(k))
+                                                                        for k in _VERSION_KEYS))
+    return dict(name=name, kernel=None, versions=dict((k, None) for k in _VERSION_KEYS))
+
+
+def _article_check(scenario_id, host, result):
+    """Whether 'nftables first' held at input for this row, when both kinds of filter were there."""
+    for point in result.get('path', []):
+        if point['hook'] != 'input':
+            continue
+        filters = [s['filter'] for s in point['stages']]
+        has_ipt = [f for f in filters if f.startswith('iptables')]
+        if 'nftables' in filters and has_ipt:
+            return dict(scenario=scenario_id, host=host, first=filters[0], holds=filters[0] == 'nftables')
+    return None
+
+
+def build(suite, run_id, generated, hosts_runs):
+    """The report document.
+
+    ``hosts_runs`` is a list of (host name, list of scenario module results or
+    None when the host gave none); every host ran the same scenarios in order.
+    """
+    scenarios = []
+    order = []
+    for dummy, runs in hosts_runs:
+        for run in runs or []:
+            if run and run.get('scenario') and run['scenario']['id'] not in order:
+                order.append(run['scenario']['id'])
+                scenarios.append(run['scenario'])
+    rule_rows, article_rows, out = [], [], []
+    for scenario in scenarios:
+        results = []
+        for host, runs in hosts_runs:
+            run = next((r for r in runs or [] if r and r.get('scenario', {}).get('id') == scenario['id']), None)
+            result = evaluate(scenario, run)
+            result['host'] = host
+            results.append(result)
+            for point, first, second in _pairs(result.get('path', [])):
+                rule_rows.append(dict(
+                    scenario=scenario['id'], host=host, hook=point['hook'], first=_label(first), second=_label(second),
+                    decided_by='priority' if first['priority'] != second['priority'] else 'registration order',
+                    confirmed=result['rule']['holds'] and first['seen'], holds=result['rule']['holds']))
+            check = _article_check(scenario['id'], host, result)
+            if check:
+                article_rows.append(check)
+        outcomes = set((r['status'], tuple(r.get('observed', {}).get('trace', [])), r.get('observed', {}).get('reached'))
+                       for r in results if r['status'] not in ('skipped', 'missing'))
+        out.append(dict(
+            id=scenario['id'], title=scenario['title'], source=scenario['source'], notes=scenario.get('notes', ''),
+            variant=scenario.get('variant'), steps=scenario.get('steps', []), expect=scenario['expect'],
+            results=results, hosts_differ=len(outcomes) > 1,
+        ))
+    statuses = [r['status'] for s in out for r in s['results']]
+    hosts = [_host_facts(host, runs or []) for host, runs in hosts_runs]
+    return dict(
+        schema=SCHEMA,
+        suite=suite,
+        run_id=run_id,
+        generated=generated,
+        hosts=hosts,
+        host_facts_differ=dict((key, len(set(h['versions'][key] for h in hosts)) > 1) for key in _VERSION_KEYS),
+        summary=dict((status, statuses.count(status)) for status in
+                     ('reproduced', 'differs', 'skipped', 'failed', 'missing')),
+        rule=_rule_summary(rule_rows),
+        article=_article_summary(article_rows),
+        scenarios=out,
+    )
+
+
+def _rule_summary(rows):
+    by = {}
+    for row in rows:
+        counts = by.setdefault(row['decided_by'], dict(rows=0, confirmed=0, contradicted=0))
+        counts['rows'] += 1
+        counts['confirmed'] += 1 if row['confirmed'] else 0
+        counts['contradicted'] += 0 if row['holds'] else 1
+    contradicted = sum(c['contradicted'] for c in by.values())
+    if not rows:
+        verdict = 'no scenario had two hooks at one point: the order rule was not exercised'
+    elif contradicted:
+        verdict = 'contradicted by %d of %d rows: see them below' % (contradicted, len(rows))
+    else:
+        verdict = 'every observed order agrees with it (%d rows)' % len(rows)
+    return dict(statement=RULE, verdict=verdict, holds=bool(rows) and not contradicted, by=by, rows=rows)
+
+
+def _article_summary(rows):
+    holds = [r for r in rows if r['holds']]
+    fails = [r for r in rows if not r['holds']]
+    if not rows:
+        text = 'no scenario had nftables and iptables hooks at input together'
+    elif not fails:
+        text = 'holds in every row here (%d): nftables ran first at input each time' % len(rows)
+    elif not holds:
+        text = 'does not hold in any row here (%d): iptables ran first at input each time' % len(rows)
+    else:
+        text = ('holds in %d rows and not in %d: nftables runs first only when its chains have a lower priority, '
+                'or the same priority and were registered after the iptables hooks' % (len(holds), len(fails)))
+    return dict(conclusion=ARTICLE_CONCLUSION, verdict=text, holds=[r['scenario'] for r in holds],
+                does_not_hold=[r['scenario'] for r in fails], rows=rows)
