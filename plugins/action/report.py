@@ -93,8 +93,8 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg='rendering the report: %s' % e)
         folder = os.path.join(dest, run_id)
         result.update(changed=True, dir=folder, summary=data['summary'], rule=data['rule']['verdict'],
-                      article=data['article']['verdict'],
-                      files=[os.path.join(folder, name) for name in sorted(files)])
+                      article=data['article']['verdict'], files=[os.path.join(folder, name) for name in sorted(files)],
+                      problems=report.problems(data, ('failed', 'missing', 'differs', 'skipped')))
         if self._task.check_mode:
             return result
         try:

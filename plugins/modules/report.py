@@ -102,4 +102,10 @@ article:
   description: What the runs say of the article's conclusion.
   returned: always
   type: str
+problems:
+  description: One C(host: scenario: status: reasons) line per run that did not reproduce.
+  returned: always
+  type: list
+  elements: str
+  sample: ['web1: experiment-2: differs: expected the trace nft-input > ipt-input, the kernel logged ipt-input']
 '''

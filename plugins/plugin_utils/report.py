@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 SCHEMA = 'pflab.netfilter/report/1'
 RULE = 'different priorities: lowest first; equal priorities: the hook registered last runs first'
 ARTICLE_CONCLUSION = 'nftables has precedence over iptables'
@@ -163,25 +165,43 @@ def _article_check(scenario_id, host, result):
     return None
 
 
+def scenario_of(run, index):
+    """The scenario a result is of; for a scenario that could not be read, a stand-in named after the loop item."""
+    if run.get('scenario'):
+        return run['scenario']
+    item = run.get('item')
+    src = item.get('src') if isinstance(item, dict) else item
+    variant = item.get('variant') or {} if isinstance(item, dict) else {}
+    name = variant.get('id') or (os.path.splitext(os.path.basename(src))[0] if src else 'scenario-%d' % (index + 1))
+    return dict(id=name, title='not run', source=src or 'unknown', notes='',
+                expect=dict(reached=None, trace=[]))
+
+
+def problems(document, statuses):
+    """'host: scenario: status: reason' for every run with one of ``statuses``."""
+    return ['%s: %s: %s: %s' % (r['host'], s['id'], r['status'], '; '.join(r.get('reasons') or []))
+            for s in document['scenarios'] for r in s['results'] if r['status'] in statuses]
+
+
 def build(suite, run_id, generated, hosts_runs):
     """The report document.
 
     ``hosts_runs`` is a list of (host name, list of scenario module results or
     None when the host gave none); every host ran the same scenarios in order.
     """
-    scenarios = []
-    order = []
-    for dummy, runs in hosts_runs:
-        for run in runs or []:
-            if run and run.get('scenario') and run['scenario']['id'] not in order:
-                order.append(run['scenario']['id'])
-                scenarios.append(run['scenario'])
+    scenarios, by_host = [], {}
+    for host, runs in hosts_runs:
+        by_host[host] = {}
+        for index, run in enumerate(runs or []):
+            scenario = scenario_of(run, index)
+            by_host[host][scenario['id']] = run
+            if scenario['id'] not in [s['id'] for s in scenarios]:
+                scenarios.append(scenario)
     rule_rows, article_rows, out = [], [], []
     for scenario in scenarios:
         results = []
-        for host, runs in hosts_runs:
-            run = next((r for r in runs or [] if r and r.get('scenario', {}).get('id') == scenario['id']), None)
-            result = evaluate(scenario, run)
+        for host, dummy in hosts_runs:
+            result = evaluate(scenario, by_host[host].get(scenario['id']))
             result['host'] = host
             results.append(result)
             for point, first, second in _pairs(result.get('path', [])):

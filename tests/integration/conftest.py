@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 INVENTORY = os.path.join(ROOT, 'inventory', 'localhost.yml')
 SYSCTL = '/proc/sys/net/netfilter/nf_log_all_netns'
 STATE_FILE = '/var/lib/pflab/net.netfilter.nf_log_all_netns.orig'
-TEST_LAB_PREFIX = 'pfl-itest'
+# Labs tests make: their own (itest*) and the scenario runner's (sc-<pid>).
+TEST_LAB_PREFIXES = ('pfl-itest', 'pfl-sc-')
 
 # ansible-runner starts ansible-playbook from PATH: use the one beside this Python.
 os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']
@@ -53,7 +54,7 @@ def netns_names():
 
 def remove_test_labs():
     for name in netns_names():
-        if name.startswith(TEST_LAB_PREFIX):
+        if name.startswith(TEST_LAB_PREFIXES):
             for pid in _out(['ip', 'netns', 'pids', name]).split():
                 subprocess.run(['kill', '-9', pid], check=False)
             subprocess.run(['ip', 'netns', 'del', name], check=False)
