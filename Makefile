@@ -9,8 +9,11 @@ PYTHON ?= /usr/bin/python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 MIN_KERNEL := 5.4
+# chromium and fonts-liberation: the report's test opens report.html in headless Chromium.
 APT_PACKAGES := iptables nftables netcat-openbsd iproute2 util-linux procps git \
-	python3 python3-venv python3-apt python3-pyroute2 python3-nftables
+	python3 python3-venv python3-apt python3-pyroute2 python3-nftables \
+	chromium fonts-liberation
+REPORT_DIR ?= $(CURDIR)/report
 COLLECTION_LINK := .collections/ansible_collections/pflab/netfilter
 SANITY_TREE := build/sanity/ansible_collections/pflab/netfilter
 
@@ -18,12 +21,14 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup preflight packages venv collection report test unit integration sanity lint bench clean
+.PHONY: help setup preflight packages venv collection report matrix test unit integration sanity lint bench bench-suites clean
 
 help:
-	@echo "make report  - install what is missing, run the article's experiments, write ./report/"
+	@echo "make report  - install what is missing, run the article's experiments, write ./report/<run>/report.html"
+	@echo "make matrix  - the order matrix (25 variants of the experiments), report in ./report/"
 	@echo "make test    - install what is missing, run unit, integration, sanity and lint tests"
 	@echo "make bench   - time the rule modules against ansible.builtin.iptables and raw restores"
+	@echo "make bench-suites - time make report and the matrix against a plain shell script"
 	@echo "make clean   - remove .venv, .collections, build/ and report/"
 
 setup: preflight packages venv collection
@@ -61,7 +66,10 @@ collection:
 
 report: setup
 	@echo "pflab: running playbooks/article.yml against the default inventory"
-	ansible-playbook playbooks/article.yml
+	ansible-playbook playbooks/article.yml -e report_dir=$(REPORT_DIR)
+
+matrix: setup
+	ansible-playbook playbooks/matrix.yml -e report_dir=$(REPORT_DIR)
 
 test: setup unit integration sanity lint
 	@echo "pflab: all tests passed"
@@ -92,6 +100,9 @@ lint:
 bench: setup
 	@echo "pflab: benchmark of the rule modules (several minutes: the ansible.builtin.iptables loop is slow)"
 	python bench/rules.py
+
+bench-suites: setup
+	python bench/suites.py
 
 clean:
 	rm -rf $(VENV) .collections build report

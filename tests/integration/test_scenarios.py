@@ -190,3 +190,11 @@ def test_lab_id_in_use_is_refused_and_left_alone(ansible):
     res, failed = ansible.module('scenario', {'scenario': _scenario([]), 'lab': 'itest-busy'})
     assert failed and 'exist already' in res['msg']
     assert 'pfl-itest-busy-server' in netns_names()
+
+
+def test_report_json_fits_its_schema(article):
+    import jsonschema
+
+    report, dummy = article
+    with open(os.path.join(ROOT, 'schemas', 'report.schema.json')) as f:
+        jsonschema.Draft202012Validator(json.load(f)).validate(report)
