@@ -9,10 +9,11 @@ PYTHON ?= /usr/bin/python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 MIN_KERNEL := 5.4
-# chromium and fonts-liberation: the report's test opens report.html in headless Chromium.
+# chromium and fonts-liberation: the report's test opens report.html in headless Chromium;
+# shellcheck: ansible-test sanity checks the shell scripts with it.
 APT_PACKAGES := iptables nftables netcat-openbsd iproute2 util-linux procps git \
 	python3 python3-venv python3-apt python3-pyroute2 python3-nftables \
-	chromium fonts-liberation
+	chromium fonts-liberation shellcheck
 REPORT_DIR ?= $(CURDIR)/report
 COLLECTION_LINK := .collections/ansible_collections/pflab/netfilter
 SANITY_TREE := build/sanity/ansible_collections/pflab/netfilter

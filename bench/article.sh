@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # The floor for playbooks/article.yml: the same six scenarios (control and the
 # article's five experiments) by hand in plain shell, as the article did them,
 # each in a fresh pair of namespaces. Prints each scenario's connection and trace.
@@ -37,7 +37,7 @@ scenario() {  # name, iptables INPUT verdict, iptables OUTPUT verdict, nft input
   ip link add to-server netns $C type veth peer name to-client netns $S
   ip -n $C addr add 198.18.0.1/30 dev to-server
   ip -n $S addr add 198.18.0.2/30 dev to-client
-  for ns in $C $S; do ip -n $ns link set lo up; done
+  for ns in $C $S; do ip -n "$ns" link set lo up; done
   ip -n $C link set to-server up
   ip -n $S link set to-client up
   if [ -n "$2" ]; then

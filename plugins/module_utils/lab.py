@@ -232,7 +232,7 @@ def remove_lab(lab, check_mode=False):
 
 
 def _ip(argv, batch=None):
-    proc = subprocess.run(['ip'] + argv, input=batch, capture_output=True, universal_newlines=True)
+    proc = subprocess.run(['ip'] + argv, input=batch, capture_output=True, universal_newlines=True, check=False)
     if proc.returncode != 0:
         raise LabError('ip %s: %s' % (' '.join(argv), proc.stderr.strip()))
 

@@ -23,6 +23,7 @@ from ansible_collections.pflab.netfilter.plugins.module_utils import (
     host, hooks, kmsg, lab, listener, netns, nft, probe, xtables)
 
 DEFAULT_ROLES = ('client', 'server')
+LOG_SYSCTL = 'net.netfilter.nf_log_all_netns'  # LOG rules in namespaces are silent unless it is 1
 PROBE_GAP = 0.01  # nc -lk has a backlog of one: leave time between probes
 _STEP_KINDS = {
     'iptables': (xtables.ARGUMENT_SPEC, {}, xtables.manage),
@@ -115,7 +116,8 @@ class Runner:
         """The result of the run; the lab is removed before this returns or raises."""
         found = host.tools(self.module.get_bin_path, self.module.run_command)
         release = host.kernel_info()['release']
-        result = dict(id=self.scenario['id'], kernel=release, versions=self.versions(found))
+        result = dict(id=self.scenario['id'], kernel=release, versions=self.versions(found),
+                      nf_log_all_netns=host.read_sysctl(LOG_SYSCTL))
         legacy = host.legacy_support(found, release)
         if _uses_legacy(self.steps) and not legacy['usable']:
             result.update(status='skipped', reason=legacy['reason'])

@@ -103,7 +103,7 @@ article:
   returned: always
   type: str
 problems:
-  description: One C(host: scenario: status: reasons) line per run that did not reproduce.
+  description: "One C(host: scenario: status: reasons) line per run that did not reproduce."
   returned: always
   type: list
   elements: str

@@ -12,10 +12,10 @@ module: scenario
 short_description: Run one packet filter experiment in a fresh lab and return what the kernel logged
 version_added: 0.3.0
 description:
-  - Runs one scenario in one call on the target: a fresh lab of network namespaces, the steps in order, a netcat
+  - Runs one scenario in one call on the target; a fresh lab of network namespaces, the steps in order, a netcat
     listener, a kernel log cursor, the probes, the LOG records collected, and the lab removed in every case
     (success, error, timeout or termination).
-  - The order of O(scenario.steps) is the order in which the filters register their hooks; the module measures
+  - The order of the scenario's C(steps) is the order in which the filters register their hooks; the module measures
     that order after every step and returns the hooks with their priorities, registration order and LOG prefixes.
   - On the controller, the action plugin reads O(src) and checks the scenario against the collection's JSON Schema
     (C(schemas/scenario.schema.json)) before anything runs; errors name the file and the field.
@@ -32,51 +32,17 @@ options:
     type: path
   scenario:
     description:
-      - The scenario as data, in the schema of C(schemas/scenario.schema.json) (also documented in the
-        collection's README).
+      - The scenario as data, in the schema of C(schemas/scenario.schema.json) (see the collection's README).
+      - C(id), C(title), C(source) (which experiment of the article, or C(beyond the article)) and C(expect)
+        (C(reached), a bool, and C(trace), the LOG prefixes in order) are required; C(notes) is free text.
+      - C(steps) is the ordered list of rule steps, the order of hook registration. Each has one key, V(iptables)
+        or V(nft), whose value is the arguments of M(pflab.netfilter.iptables_rules) or
+        M(pflab.netfilter.nft_rules); their C(netns) names a role of the lab (default C(server)), and
+        C(ruleset_file) is not allowed (use C(ruleset)).
+      - C(probes) are TCP connects with C(from) and C(to) roles (default C(client) to C(server)), C(port)
+        (12345) and C(timeout_ms) (200); default one probe. C(namespaces) lists the lab's roles
+        (default C(client), C(server)).
     type: dict
-    suboptions:
-      id:
-        description: Short name, used in the report.
-        type: str
-        required: true
-      title:
-        description: One line that says what the scenario shows.
-        type: str
-        required: true
-      source:
-        description: Which experiment of the article it is, or C(beyond the article).
-        type: str
-        required: true
-      namespaces:
-        description: Roles of the lab's namespaces, joined in a chain by veth pairs.
-        type: list
-        elements: str
-        default: [client, server]
-      steps:
-        description:
-          - Ordered rule steps. Each has one key, V(iptables) or V(nft), whose value is the arguments of
-            M(pflab.netfilter.iptables_rules) or M(pflab.netfilter.nft_rules). Their C(netns) names a role of the
-            lab (default C(server)); C(ruleset_file) is not allowed (use C(ruleset)).
-        type: list
-        elements: dict
-        default: []
-      probes:
-        description: TCP connects, each with C(from) and C(to) roles (C(client), C(server)), C(port) (12345) and
-          C(timeout_ms) (200).
-        type: list
-        elements: dict
-        default: [{}]
-      expect:
-        description: What should be seen, with C(reached) (bool) and C(trace) (the LOG prefixes in order).
-        type: dict
-        required: true
-      notes:
-        description: Free text for the report.
-        type: str
-      variant:
-        description: Set by the action plugin when O(variant) changed the scenario.
-        type: dict
   variant:
     description:
       - A change applied on the controller to the scenario before it runs, for the order matrix.
@@ -95,7 +61,8 @@ options:
 attributes:
   check_mode:
     support: partial
-    description: Checks the scenario and its steps, builds no lab and runs nothing (RV(status) is V(not run)).
+    details: Checks the scenario and its steps, builds no lab and runs nothing (RV(status) is V(not run)).
+    description: Can run in check_mode and return a changed status prediction without modifying the target.
   diff_mode:
     support: none
     description: The run leaves nothing behind to show a difference of.
@@ -166,7 +133,12 @@ versions:
   description: First version line of iptables, iptables-legacy, iptables-nft, nft and ip (iproute2); null when missing.
   returned: unless check mode
   type: dict
-  sample: {iptables: iptables v1.8.9 (nf_tables), nft: nftables v1.0.6 (Lester Gooch #5), ip: ip utility, iproute2-6.1.0}
+  sample: {iptables: 'iptables v1.8.9 (nf_tables)', nft: 'nftables v1.0.6 (Lester Gooch #5)', ip: 'ip utility, iproute2-6.1.0'}
+nf_log_all_netns:
+  description: The value of C(net.netfilter.nf_log_all_netns) during the run (LOG rules in namespaces are silent at 0).
+  returned: unless check mode
+  type: str
+  sample: '1'
 steps:
   description: What each step changed, with the filter that made its hooks.
   returned: when RV(status=ran)

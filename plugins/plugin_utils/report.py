@@ -124,6 +124,9 @@ def evaluate(scenario, run):
             ' > '.join(expect['trace']) or '(nothing)', ' > '.join(observed['trace']) or '(nothing)'))
     for entry in run.get('unregistered', []):
         reasons.append('%s was unregistered by step %d' % (_label(entry), entry['removed_by_step']))
+    if run.get('nf_log_all_netns') == '0':
+        reasons.append('net.netfilter.nf_log_all_netns was 0 on the host: LOG rules in namespaces wrote nothing '
+                       '(the role pflab.netfilter.lab_host sets it)')
     if run.get('lost'):
         reasons.append('%d kernel log records were lost before they were read: the trace may be incomplete'
                        % run['lost'])
@@ -148,8 +151,8 @@ def evaluate(scenario, run):
 def _host_facts(name, runs):
     for run in runs:
         if run and run.get('kernel'):
-            return dict(name=name, kernel=run['kernel'], versions=dict((k, (run.get('versions') or {}).get(k))
-                                                                        for k in _VERSION_KEYS))
+            versions = run.get('versions') or {}
+            return dict(name=name, kernel=run['kernel'], versions=dict((k, versions.get(k)) for k in _VERSION_KEYS))
     return dict(name=name, kernel=None, versions=dict((k, None) for k in _VERSION_KEYS))
 
 
@@ -265,5 +268,13 @@ def _article_summary(rows):
     else:
         text = ('holds in %d rows and not in %d: nftables runs first only when its chains have a lower priority, '
                 'or the same priority and were registered after the iptables hooks' % (len(holds), len(fails)))
-    return dict(conclusion=ARTICLE_CONCLUSION, verdict=text, holds=[r['scenario'] for r in holds],
-                does_not_hold=[r['scenario'] for r in fails], rows=rows)
+    return dict(conclusion=ARTICLE_CONCLUSION, verdict=text, holds=_unique(r['scenario'] for r in holds),
+                does_not_hold=_unique(r['scenario'] for r in fails), rows=rows)
+
+
+def _unique(items):
+    out = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out

@@ -130,10 +130,10 @@ def test_run_playbook_with_a_user_scenario(ansible, tmp_path):
     user = {
         'id': 'nft-low-priority', 'title': 'Two nft tables, the lower priority first', 'source': 'beyond the article',
         'steps': [
-            {'nft': {'table': 'late', 'chains': [{'name': 'input', 'hook': 'input', 'priority': 5,
-                                                   'rules': ['tcp dport 12345 log prefix "late" accept']}]}},
-            {'nft': {'table': 'early', 'chains': [{'name': 'input', 'hook': 'input', 'priority': -5,
-                                                    'rules': ['tcp dport 12345 log prefix "early" accept']}]}},
+            {'nft': {'table': 'late', 'chains': [
+                {'name': 'input', 'hook': 'input', 'priority': 5, 'rules': ['tcp dport 12345 log prefix "late" accept']}]}},
+            {'nft': {'table': 'early', 'chains': [
+                {'name': 'input', 'hook': 'input', 'priority': -5, 'rules': ['tcp dport 12345 log prefix "early" accept']}]}},
         ],
         'probes': [{'port': 12345}, {'port': 12345}],
         'expect': {'reached': True, 'trace': ['early', 'late', 'early', 'late']},
