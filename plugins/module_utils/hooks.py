@@ -45,20 +45,6 @@ def legacy_tables(name):
     return found
 
 
-def nft_base_chains(objects):
-    """(family, table, chain) -> base chain facts, from the objects of ``list ruleset``."""
-    tables = dict(((t['family'], t['name']), t['handle']) for t in (o['table'] for o in objects if 'table' in o))
-    chains = {}
-    for chain in (o['chain'] for o in objects if 'chain' in o):
-        if chain.get('hook'):
-            chains[(chain['family'], chain['table'], chain['name'])] = {
-                'identity': (tables[(chain['family'], chain['table'])], chain['handle']),
-                'hook': chain['hook'],
-                'priority': chain.get('prio', 0),
-            }
-    return chains
-
-
 def log_prefixes_nft(objects, family, table, chain):
     prefixes = []
     for rule in (o['rule'] for o in objects if 'rule' in o):

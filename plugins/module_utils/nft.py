@@ -392,20 +392,22 @@ class Engine:
                            '(the ruleset changed meanwhile?): %s' % err.strip())
 
 
-def base_chain_handles(api):
-    """(family, table, chain) -> (identity, hook) of every base chain in the ruleset.
+def base_chains(objects):
+    """(family, table, chain) -> identity, hook and priority of every base chain in ``list ruleset`` objects.
 
     The identity is the pair of table and chain handles: a re-created table starts
     its chain handles again at 1, but gets a new table handle.
     """
-    objects = api.objects('ruleset') or []
     tables = dict(((t['family'], t['name']), t['handle']) for t in (o['table'] for o in objects if 'table' in o))
-    handles = {}
+    chains = {}
     for chain in (o['chain'] for o in objects if 'chain' in o):
         if chain.get('hook'):
-            identity = (tables[(chain['family'], chain['table'])], chain['handle'])
-            handles[(chain['family'], chain['table'], chain['name'])] = (identity, chain['hook'])
-    return handles
+            chains[(chain['family'], chain['table'], chain['name'])] = {
+                'identity': (tables[(chain['family'], chain['table'])], chain['handle']),
+                'hook': chain['hook'],
+                'priority': chain.get('prio', 0),
+            }
+    return chains
 
 
 def flushes_ruleset(text):
@@ -458,13 +460,13 @@ def _load(api, scratch, params, check_mode, diff):
     result = dict(changed=changed, changes=['load %s' % what] if changed else [], reregistered_hooks=[])
     before_text = api.text('ruleset') if diff else ''
     if changed and not check_mode:
-        handles = base_chain_handles(api)
+        handles = base_chains(api.objects('ruleset') or [])
         rc, dummy, err = api.run(content)
         if rc != 0:
             raise NftError('nft refused %s: %s' % (what, err.strip()))
-        after = base_chain_handles(api)
-        result['reregistered_hooks'] = sorted(
-            '%s %s %s %s' % (key + (after[key][1],)) for key in after if handles.get(key, (None,))[0] != after[key][0])
+        after = base_chains(api.objects('ruleset') or [])
+        result['reregistered_hooks'] = sorted('%s %s %s %s' % (key + (after[key]['hook'],)) for key in after
+                                              if handles.get(key, {}).get('identity') != after[key]['identity'])
     if diff:
         result['diff'] = dict(before=before_text, after=api.text('ruleset') if not check_mode else before_text)
     return result

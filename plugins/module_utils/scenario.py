@@ -192,7 +192,7 @@ class Runner:
         name = self.plan.namespaces[role]
         objects = self._api(role).objects('ruleset') or []
         self.registry.setdefault(role, hooks.Registry()).observe(
-            step, filter_name, hooks.legacy_tables(name), hooks.nft_base_chains(objects))
+            step, filter_name, hooks.legacy_tables(name), nft.base_chains(objects))
 
     def _hooks(self):
         """Hooks registered at probe time in every namespace a step changed, with the LOG prefixes
