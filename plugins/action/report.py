@@ -24,7 +24,6 @@ except ImportError:  # ansible-core requires Jinja2; kept for a clear message
     jinja2 = None
 
 _RUN_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$')
-_TEMPLATES = ('report.md.j2', 'report.html.j2')
 _FALLBACK_TEMPLATES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates')
 
 
@@ -44,7 +43,7 @@ class ActionModule(ActionBase):
 
     def _template_dir(self):
         try:
-            return os.path.dirname(self._find_needle('templates', _TEMPLATES[1]))
+            return os.path.dirname(self._find_needle('templates', 'report.html.j2'))
         except AnsibleError:
             return _FALLBACK_TEMPLATES
 

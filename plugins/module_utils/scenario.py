@@ -99,6 +99,7 @@ class Runner:
         self.steps = [step_params(i, s, namespaces) for i, s in enumerate(scenario.get('steps') or [], 1)]
         self.probes = [self._probe_spec(i, p) for i, p in enumerate(scenario.get('probes') or [{}], 1)]
         self.registry = {}
+        self.ruleset = {}  # role -> `list ruleset` objects after the last step there
         self.phase = 'start'
 
     def _probe_spec(self, index, spec):
@@ -185,12 +186,9 @@ class Runner:
             observed=dict(reached=all(p['reached'] for p in probes), trace=[r['prefix'] for r in trace]),
         )
 
-    def _api(self, role):
-        return nft.open_api(self.module, self.plan.namespaces[role])
-
     def _observe(self, step, role, filter_name):
         name = self.plan.namespaces[role]
-        objects = self._api(role).objects('ruleset') or []
+        objects = self.ruleset[role] = nft.open_api(self.module, name).objects('ruleset') or []
         self.registry.setdefault(role, hooks.Registry()).observe(
             step, filter_name, hooks.legacy_tables(name), nft.base_chains(objects))
 
@@ -208,8 +206,7 @@ class Runner:
                     backend = xtables.resolve_backend(entry['filter'].split('-')[1], 4 if entry['family'] == 'ip' else 6,
                                                       runner, self.module.get_bin_path)
                     xtables_rules[key] = backend.save().get(entry['table'])
-            objects = self._api(role).objects('ruleset') or []
-            alive += [dict(entry, netns=role) for entry in registry.entries(xtables_rules, objects)]
+            alive += [dict(entry, netns=role) for entry in registry.entries(xtables_rules, self.ruleset[role])]
             unregistered += [dict(entry, netns=role) for entry in registry.removed_entries()]
         return alive, unregistered
 

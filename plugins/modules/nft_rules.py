@@ -175,6 +175,7 @@ reregistered_hooks:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.pflab.netfilter.plugins.module_utils import nft
 
 

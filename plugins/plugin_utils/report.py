@@ -81,15 +81,13 @@ def predicted_trace(points):
 
 def _order_sentences(points):
     out = []
-    for point in points:
-        stages = point['stages']
-        for first, second in zip(stages, stages[1:]):
-            if first['priority'] != second['priority']:
-                why = 'priority %d is lower than %d' % (first['priority'], second['priority'])
-            else:
-                why = 'both priority %d, and it registered later (%s vs %s registration)' % (
-                    first['priority'], _ordinal(first['registered']), _ordinal(second['registered']))
-            out.append('at %s, %s runs before %s: %s' % (point['hook'], _label(first), _label(second), why))
+    for point, first, second in _pairs(points):
+        if first['priority'] != second['priority']:
+            why = 'priority %d is lower than %d' % (first['priority'], second['priority'])
+        else:
+            why = 'both priority %d, and it registered later (%s vs %s registration)' % (
+                first['priority'], _ordinal(first['registered']), _ordinal(second['registered']))
+        out.append('at %s, %s runs before %s: %s' % (point['hook'], _label(first), _label(second), why))
     return out
 
 
@@ -268,13 +266,5 @@ def _article_summary(rows):
     else:
         text = ('holds in %d rows and not in %d: nftables runs first only when its chains have a lower priority, '
                 'or the same priority and were registered after the iptables hooks' % (len(holds), len(fails)))
-    return dict(conclusion=ARTICLE_CONCLUSION, verdict=text, holds=_unique(r['scenario'] for r in holds),
-                does_not_hold=_unique(r['scenario'] for r in fails), rows=rows)
-
-
-def _unique(items):
-    out = []
-    for item in items:
-        if item not in out:
-            out.append(item)
-    return out
+    return dict(conclusion=ARTICLE_CONCLUSION, verdict=text, holds=list(dict.fromkeys(r['scenario'] for r in holds)),
+                does_not_hold=list(dict.fromkeys(r['scenario'] for r in fails)), rows=rows)
