@@ -4,10 +4,17 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-# The controller runs on the system Python 3.11 of Debian 12 (ansible-core 2.19).
+# The controller runs on the system Python 3.11 of Debian 12 (ansible-core 2.19, .venv).
 PYTHON ?= /usr/bin/python3
-VENV := $(CURDIR)/.venv
-BIN := $(VENV)/bin
+VENV ?= $(CURDIR)/.venv
+BIN = $(VENV)/bin
+# make test runs units, integration and sanity once more on the newest ansible-core, which
+# needs Python >= 3.12: the newest such Python here (the system's, then pyenv's), in .venv-newest.
+NEWEST_PYTHON ?= $(shell for p in $(wildcard /usr/bin/python3.1[2-9] /usr/local/bin/python3.1[2-9] \
+	$(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3); do \
+	"$$p" -c 'import sys, venv; print("%d.%03d" % sys.version_info[1:3], sys.executable)' 2>/dev/null; \
+	done | sort -rn | head -n1 | cut -d' ' -f2)
+NEWEST_VENV := $(CURDIR)/.venv-newest
 MIN_KERNEL := 5.4
 # chromium and fonts-liberation: the report's test opens report.html in headless Chromium;
 # shellcheck: ansible-test sanity checks the shell scripts with it.
@@ -22,15 +29,17 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup preflight packages venv collection report matrix test unit integration sanity lint bench bench-suites clean
+.PHONY: help setup preflight packages venv collection report matrix test test-newest unit integration molecule sanity lint bench bench-suites screenshots clean
 
 help:
 	@echo "make report  - install what is missing, run the article's experiments, write ./report/<run>/report.html"
 	@echo "make matrix  - the order matrix (25 variants of the experiments), report in ./report/"
-	@echo "make test    - install what is missing, run unit, integration, sanity and lint tests"
+	@echo "make test    - install what is missing, run unit, integration, molecule, sanity and lint tests,"
+	@echo "               then unit, integration and sanity again on the newest ansible-core"
 	@echo "make bench   - time the rule modules against ansible.builtin.iptables and raw restores"
 	@echo "make bench-suites - time make report and the matrix against a plain shell script"
-	@echo "make clean   - remove .venv, .collections, build/ and report/"
+	@echo "make screenshots  - retake the README's pictures from report/latest/report.html"
+	@echo "make clean   - remove .venv, .venv-newest, .collections, build/ and report/"
 
 setup: preflight packages venv collection
 
@@ -54,7 +63,7 @@ packages:
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
-	@echo "pflab: installing the pinned controller tools into .venv"
+	@echo "pflab: installing the pinned controller tools into $(VENV)"
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | { grep -v 'is ignored' || true; }
 	@$(BIN)/python -m pip install -q -r requirements.txt 2>&1 | { grep -v 'is ignored' || true; }
@@ -72,16 +81,27 @@ report: setup
 matrix: setup
 	ansible-playbook playbooks/matrix.yml -e report_dir=$(REPORT_DIR)
 
-test: setup unit integration sanity lint
+test: setup unit integration molecule sanity lint test-newest
 	@echo "pflab: all tests passed"
 
+# The second controller: units, integration and sanity on the newest ansible-core.
+test-newest:
+	@if [ -z "$(NEWEST_PYTHON)" ]; then \
+	  echo "pflab: SKIPPED the tests on the newest ansible-core: no Python >= 3.12 found (set NEWEST_PYTHON)"; \
+	else \
+	  $(MAKE) --no-print-directory venv unit integration sanity VENV=$(NEWEST_VENV) PYTHON=$(NEWEST_PYTHON); fi
+
 unit:
-	@echo "pflab: unit tests"
+	@echo "pflab: unit tests on $$(ansible --version | head -n1), Python $$(python -c 'import platform; print(platform.python_version())')"
 	pytest -q tests/unit
 
 integration:
 	@echo "pflab: integration tests on real network namespaces"
 	pytest -q tests/integration
+
+molecule:
+	@echo "pflab: molecule test of every scenario in molecule/"
+	molecule test --all
 
 # ansible-test must run from a path ending in ansible_collections/pflab/netfilter,
 # so it runs on a copy of the tracked and new files, made a git work tree of its
@@ -89,10 +109,12 @@ integration:
 sanity:
 	@echo "pflab: ansible-test sanity"
 	@rm -rf build/sanity; mkdir -p $(SANITY_TREE)
-	@git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(SANITY_TREE)
+	@git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do \
+	  [ ! -e "$$f" ] || printf '%s\0' "$$f"; done | xargs -0 cp --parents -t $(SANITY_TREE)
 	@cd $(SANITY_TREE) && git init -q && git add -A
 	@$(BIN)/python tests/sanity/offline_get_pip.py
-	cd $(SANITY_TREE) && ansible-test sanity --python 3.11 --requirements --color no
+	cd $(SANITY_TREE) && ansible-test sanity --python "$$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+	  --requirements --color no
 
 lint:
 	@echo "pflab: ansible-lint (production profile, offline)"
@@ -105,5 +127,8 @@ bench: setup
 bench-suites: setup
 	python bench/suites.py
 
+screenshots: setup
+	python docs/screenshot.py $(REPORT_DIR)/latest/report.html docs/images
+
 clean:
-	rm -rf $(VENV) .collections build report
+	rm -rf $(VENV) $(NEWEST_VENV) .collections build report

@@ -19,7 +19,6 @@ __metaclass__ = type
 import importlib.util
 import ipaddress
 import socket
-import subprocess
 import sys
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import listener, netns
@@ -210,10 +209,11 @@ def lab_namespaces(lab):
     return [name for name in netns.list_netns() if (netns.split_lab_netns_name(name) or (None,))[0] == lab]
 
 
-def remove_lab(lab, check_mode=False):
+def remove_lab(run, lab, check_mode=False):
     """Remove every namespace of ``lab`` and stop the processes inside them.
 
     Returns (changes, killed pids). Removing a namespace removes its veths.
+    ``run`` is AnsibleModule.run_command.
     """
     check_lab_id(lab)
     changes, killed = [], []
@@ -226,15 +226,15 @@ def remove_lab(lab, check_mode=False):
                 netns.stop_pids(pids)
         changes.append('remove namespace %s' % name)
         if not check_mode:
-            _ip(['netns', 'del', name])
+            _ip(run, ['netns', 'del', name])
             listener.forget_netns(name)
     return changes, killed
 
 
-def _ip(argv, batch=None):
-    proc = subprocess.run(['ip'] + argv, input=batch, capture_output=True, universal_newlines=True, check=False)
-    if proc.returncode != 0:
-        raise LabError('ip %s: %s' % (' '.join(argv), proc.stderr.strip()))
+def _ip(run, argv, batch=None):
+    rc, dummy, err = run(['ip'] + argv, data=batch, binary_data=True)
+    if rc != 0:
+        raise LabError('ip %s: %s' % (' '.join(argv), err.strip()))
 
 
 def require_absent(plan):
@@ -243,9 +243,10 @@ def require_absent(plan):
         raise LabError('namespaces %s exist already: choose another lab id' % ', '.join(taken))
 
 
-def create_fresh(plan):
+def create_fresh(run, plan):
     """Build ``plan``, none of whose namespaces exist (require_absent): namespaces and veths in
-    one ``ip -batch``, then addresses and links up in one batch per namespace."""
+    one ``ip -batch``, then addresses and links up in one batch per namespace. ``run`` is
+    AnsibleModule.run_command."""
     lines = ['netns add %s' % plan.namespaces[role] for role in plan.roles]
     inside = dict((role, ['link set lo up']) for role in plan.roles)
     for a, b in plan.links:
@@ -254,6 +255,6 @@ def create_fresh(plan):
         for end in (a, b):
             inside[end['role']] += ['addr add %s/%d dev %s' % (end['address'], end['prefixlen'], end['ifname']),
                                     'link set %s up' % end['ifname']]
-    _ip(['-batch', '-'], '\n'.join(lines) + '\n')
+    _ip(run, ['-batch', '-'], '\n'.join(lines) + '\n')
     for role in plan.roles:
-        _ip(['-n', plan.namespaces[role], '-batch', '-'], '\n'.join(inside[role]) + '\n')
+        _ip(run, ['-n', plan.namespaces[role], '-batch', '-'], '\n'.join(inside[role]) + '\n')

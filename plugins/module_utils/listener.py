@@ -72,8 +72,10 @@ class Listener:
         if not os.path.isdir(RUN_DIR):
             os.makedirs(RUN_DIR, 0o755)
         with open(os.devnull, 'rb') as null_in, open(os.devnull, 'wb') as null_out, open(self.logfile, 'wb') as log:
-            proc = subprocess.Popen(netns.in_netns(self.netns, self.argv), stdin=null_in, stdout=null_out,
-                                    stderr=log, close_fds=True, start_new_session=True)
+            # A daemon that outlives the module: run_command can only wait for its end.
+            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+                netns.in_netns(self.netns, self.argv), stdin=null_in, stdout=null_out, stderr=log,
+                close_fds=True, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self.listening(proc.pid):
             if proc.poll() is not None or time.monotonic() > deadline:

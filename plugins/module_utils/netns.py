@@ -43,6 +43,20 @@ def require(name):
         raise OSError('network namespace %s does not exist' % name)
 
 
+class TargetError(Exception):
+    pass
+
+
+def check_target(name, host):
+    """Rule modules work in the namespace ``name``, and in the host's own only when asked (``host``)."""
+    if name and host:
+        raise TargetError('netns and host=true exclude each other')
+    if not name and not host:
+        raise TargetError("no netns given: set netns to work in a namespace, or host=true to change the host's own rules")
+    if name:
+        require(name)
+
+
 def lab_netns_name(lab, role):
     return '%s-%s-%s' % (PREFIX, lab, role)
 
@@ -142,10 +156,6 @@ class Runner:
         if self.netns:
             argv = in_netns(self.netns, argv)
         return self.module.run_command(argv, data=data, binary_data=True)
-
-    def check_netns(self):
-        if self.netns:
-            require(self.netns)
 
 
 def _setns(fd):

@@ -48,6 +48,7 @@ ARGUMENT_SPEC = dict(
     state=dict(type='str', default='present', choices=['present', 'absent']),
     exclusive=dict(type='bool', default=False),
     netns=dict(type='str'),
+    host=dict(type='bool', default=False),
     ruleset_file=dict(type='path'),
     ruleset=dict(type='str'),
     reload=dict(type='bool', default=False),
@@ -493,7 +494,7 @@ def _manage_table(api, scratch, params, check_mode, diff):
 
 def manage(module, params, check_mode=False, diff=False):
     """Bring one table, or the whole ruleset, of one namespace to ``params`` (ARGUMENT_SPEC); the module's result."""
-    netns.Runner(module, params['netns']).check_netns()
+    netns.check_target(params['netns'], params['host'])
     api = open_api(module, params['netns'], params['api'])
     scratch = scratch_opener(module, params['api'])
     if params['ruleset_file'] or params['ruleset'] is not None:

@@ -31,9 +31,9 @@ _STEP_KINDS = {
 }
 _RUN_ERRORS = (lab.LabError, listener.ListenerError, probe.ProbeError, kmsg.KmsgError, nft.NftError,
                xtables.XtablesError, OSError)
-# Arguments a scenario step may not give: the lab decides the namespace name, and a
-# scenario carries its ruleset inline.
-_STEP_FORBIDDEN = ('ruleset_file',)
+# Arguments a scenario step may not give: the lab decides the namespace (never the
+# host's own), and a scenario carries its ruleset inline.
+_STEP_FORBIDDEN = ('host', 'ruleset_file')
 # (IN set, OUT set) of a LOG line -> the way the packet was going
 _DIRECTION = {(True, False): 'received', (False, True): 'sent', (True, True): 'forwarded', (False, False): 'unknown'}
 _VERSION_TOOLS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
@@ -137,7 +137,7 @@ class Runner:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self.phase = 'teardown'
-            lab.remove_lab(self.lab_id)
+            lab.remove_lab(self.module.run_command, self.lab_id)
             signal.signal(signal.SIGALRM, previous[0])
             signal.signal(signal.SIGTERM, previous[1])
         result['duration_ms'] = round((time.monotonic() - started) * 1000.0, 1)
@@ -145,7 +145,7 @@ class Runner:
 
     def _run_in_lab(self):
         self.phase = 'lab creation'
-        lab.create_fresh(self.plan)
+        lab.create_fresh(self.module.run_command, self.plan)
         steps = []
         for index, (kind, role, params) in enumerate(self.steps, 1):
             self.phase = 'step %d (%s)' % (index, kind)

@@ -49,6 +49,7 @@ ARGUMENT_SPEC = dict(
     ip_version=dict(type='int', default=4, choices=[4, 6]),
     table=dict(type='str', default='filter', choices=sorted(BUILTIN_CHAINS)),
     netns=dict(type='str'),
+    host=dict(type='bool', default=False),
     chains=dict(type='list', elements='dict', required=True, options=dict(
         name=dict(type='str', required=True),
         policy=dict(type='str', choices=['ACCEPT', 'DROP']),
@@ -386,8 +387,8 @@ def _unique(items):
 
 def manage(module, params, check_mode=False, diff=False):
     """Bring one table of one namespace to ``params`` (ARGUMENT_SPEC); the module's result."""
+    netns.check_target(params['netns'], params['host'])
     runner = netns.Runner(module, params['netns'])
-    runner.check_netns()
     backend = resolve_backend(params['backend'], params['ip_version'], runner, module.get_bin_path)
     table = params['table']
     engine = Engine(backend, Request(table, params['chains'], params['state'], params['exclusive']))

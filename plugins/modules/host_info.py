@@ -38,7 +38,7 @@ EXAMPLES = r'''
 - name: Stop when iptables-legacy cannot run
   ansible.builtin.assert:
     that: host.iptables_legacy.usable
-    fail_msg: "{{ host.iptables_legacy.reason }}"
+    fail_msg: "iptables-legacy cannot run here: {{ host.iptables_legacy.reason }}"
 '''
 
 RETURN = r'''

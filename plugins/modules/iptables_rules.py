@@ -51,8 +51,15 @@ options:
   netns:
     description:
       - Network namespace to work in, for example one of a lab made by M(pflab.netfilter.netns_lab).
-      - When not set, the host's own rules are managed.
+      - Required unless O(host=true).
     type: str
+  host:
+    description:
+      - Manage the rules of the host's own (initial) network namespace instead of O(netns).
+      - An explicit opt-in, so that a task that forgets O(netns) fails instead of changing the host's firewall.
+    type: bool
+    default: false
+    version_added: 0.4.0
   chains:
     description: The chains to manage, each with its rules.
     type: list
@@ -164,14 +171,14 @@ rules:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import xtables
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns, xtables
 
 
 def main():
     module = AnsibleModule(argument_spec=xtables.ARGUMENT_SPEC, supports_check_mode=True)
     try:
         result = xtables.manage(module, module.params, module.check_mode, module._diff)
-    except (xtables.XtablesError, OSError) as e:
+    except (xtables.XtablesError, netns.TargetError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(**result)
 

@@ -160,7 +160,7 @@ def main():
     p = module.params
     try:
         if p['state'] == 'absent':
-            changes, killed = lab_engine.remove_lab(p['name'], module.check_mode)
+            changes, killed = lab_engine.remove_lab(module.run_command, p['name'], module.check_mode)
             result = dict(lab=dict(name=p['name']), changes=changes, killed_pids=killed)
         else:
             plan = lab_engine.LabPlan(p['name'], p['namespaces'], p['links'], p['subnet'])

@@ -86,8 +86,17 @@ options:
     type: bool
     default: false
   netns:
-    description: Network namespace to work in; when not set, the host's own ruleset is managed.
+    description:
+      - Network namespace to work in, for example one of a lab made by M(pflab.netfilter.netns_lab).
+      - Required unless O(host=true).
     type: str
+  host:
+    description:
+      - Manage the ruleset of the host's own (initial) network namespace instead of O(netns).
+      - An explicit opt-in, so that a task that forgets O(netns) fails instead of changing the host's firewall.
+    type: bool
+    default: false
+    version_added: 0.4.0
   ruleset_file:
     description:
       - Path on the target of a ruleset file to load as C(nft -f) does, instead of O(table) and O(chains).
@@ -140,7 +149,7 @@ EXAMPLES = r'''
 - name: Load a whole ruleset file as the article did (nft -f with flush ruleset)
   pflab.netfilter.nft_rules:
     netns: pfl-demo-server
-    ruleset_file: /tmp/article.nft
+    ruleset_file: "{{ playbook_dir }}/article.nft"  # a file on the target; here the controller is the target
     reload: true
   register: loaded
 
@@ -176,14 +185,14 @@ reregistered_hooks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import nft
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nft
 
 
 def main():
     module = AnsibleModule(argument_spec=nft.ARGUMENT_SPEC, supports_check_mode=True, **nft.ARGUMENT_RULES)
     try:
         result = nft.manage(module, module.params, module.check_mode, module._diff)
-    except (nft.NftError, OSError) as e:
+    except (nft.NftError, netns.TargetError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(**result)
 

@@ -52,9 +52,9 @@ def netns_names():
     return [line.split()[0] for line in _out(['ip', 'netns', 'list']).splitlines() if line.strip()]
 
 
-def remove_test_labs():
+def remove_test_labs(prefixes=TEST_LAB_PREFIXES):
     for name in netns_names():
-        if name.startswith(TEST_LAB_PREFIXES):
+        if name.startswith(prefixes):
             for pid in _out(['ip', 'netns', 'pids', name]).split():
                 subprocess.run(['kill', '-9', pid], check=False)
             subprocess.run(['ip', 'netns', 'del', name], check=False)
@@ -100,6 +100,7 @@ class Ansible:
         return result
 
     def playbook(self, name, check=True, **extravars):
+        """Run playbooks/``name`` of the checkout, or the playbook at the absolute path ``name``."""
         result = self._run(playbook=os.path.join(ROOT, 'playbooks', name), extravars=extravars)
         if check:
             assert result.rc == 0, result.stdout.read()

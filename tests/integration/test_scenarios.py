@@ -148,6 +148,21 @@ def test_run_playbook_with_a_user_scenario(ansible, tmp_path):
     assert [p['outcome'] for p in result['probes']] == ['connected', 'connected']
 
 
+def test_report_fail_on_differs_is_a_rollout_gate(ansible, tmp_path):
+    wrong = {'id': 'wrong-expectation', 'title': 'Expects a drop that no rule makes', 'source': 'beyond the article',
+             'steps': [{'nft': {'table': 't', 'chains': [{'name': 'input', 'hook': 'input',
+                                                           'rules': ['tcp dport 12345 log prefix "nft-input" accept']}]}}],
+             'expect': {'reached': False, 'trace': ['nft-input']}}
+    path = tmp_path / 'wrong.yml'
+    path.write_text(yaml.safe_dump(wrong))
+    default = ansible.playbook('run.yml', scenario=str(path), report_dir=str(tmp_path / 'a'))
+    assert default.rc == 0  # differs is reported, not fatal, by default
+    gated = ansible.playbook('run.yml', check=False, scenario=str(path), report_dir=str(tmp_path / 'b'),
+                             report_fail_on=['failed', 'missing', 'differs'])
+    assert gated.rc == 2
+    assert 'localhost: wrong-expectation: differs' in gated.stdout.read()
+
+
 def test_run_playbook_refuses_a_broken_scenario_before_any_lab(ansible, tmp_path):
     path = tmp_path / 'broken.yml'
     path.write_text('id: broken\ntitle: t\nsource: s\nsteps: [{nft: {table: t, chains: [{name: c, priority: high}]}}]\n'

@@ -8,6 +8,7 @@ from the package index.
 """
 
 import os
+import sys
 import types
 
 from ansible_test._internal.python_requirements import get_venv_packages
@@ -24,7 +25,7 @@ subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--upgrade'] + ar
 
 
 def main():
-    version = get_venv_packages(types.SimpleNamespace(version='3.11'))['pip']
+    version = get_venv_packages(types.SimpleNamespace(version='%d.%d' % sys.version_info[:2]))['pip']
     path = os.path.expanduser('~/.ansible/test/cache/get_pip_%s.py' % version.replace('.', '_'))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'w') as f:

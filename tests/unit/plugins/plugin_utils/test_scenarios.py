@@ -39,6 +39,7 @@ def _base():
     (lambda d: d['expect'].update(reached='no'), 'expect.reached', "is not of type 'boolean'"),
     (lambda d: d['steps'][0]['iptables'].update(backend='ebtables'), 'steps[0].iptables.backend', 'is not one of'),
     (lambda d: d['steps'][1]['nft'].update(ruleset_file='/etc/nftables.conf'), 'steps[1].nft', 'ruleset_file'),
+    (lambda d: d['steps'][0]['iptables'].update(host=True), 'steps[0].iptables', "'host' was unexpected"),
     (lambda d: d['steps'].append({'iptables': {'chains': []}, 'nft': {'table': 't'}}), 'steps[2]', 'too many'),
     (lambda d: d['probes'][0].update(port=70000), 'probes[0].port', 'greater than the maximum'),
     (lambda d: d.update(id='Experiment 2'), 'id', 'does not match'),
