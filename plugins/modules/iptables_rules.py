@@ -14,7 +14,7 @@ short_description: Declarative, atomic iptables rules (legacy or nft backend) fo
 version_added: 0.2.0
 description:
   - Manages the rules of one or more chains of one table, with iptables-legacy or iptables-nft,
-    for IPv4 or IPv6, on the host or inside a network namespace.
+    for IPv4 or IPv6, inside a network namespace or, with O(host=true), on the host.
   - Rules are compared in the form the kernel gives back (C(*-save) output), not with C(-C).
     When a chain already holds rules, the wanted rules are first restored into a scratch network
     namespace, which validates them and yields their normalized form; so a rule written as
@@ -30,6 +30,8 @@ requirements:
   - iptables (C(iptables-legacy-save)/C(-restore) or C(iptables-nft-save)/C(-restore)) on the target
   - iproute2 (C(ip netns)) on the target, for the scratch namespace
   - root on the target
+extends_documentation_fragment:
+  - pflab.netfilter.target
 options:
   backend:
     description:
@@ -48,18 +50,6 @@ options:
     type: str
     choices: [filter, nat, mangle, raw, security]
     default: filter
-  netns:
-    description:
-      - Network namespace to work in, for example one of a lab made by M(pflab.netfilter.netns_lab).
-      - Required unless O(host=true).
-    type: str
-  host:
-    description:
-      - Manage the rules of the host's own (initial) network namespace instead of O(netns).
-      - An explicit opt-in, so that a task that forgets O(netns) fails instead of changing the host's firewall.
-    type: bool
-    default: false
-    version_added: 0.4.0
   chains:
     description: The chains to manage, each with its rules.
     type: list

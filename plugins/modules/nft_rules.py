@@ -14,8 +14,8 @@ short_description: Declarative, atomic nftables tables, chains and rules, or a w
 version_added: 0.2.0
 description:
   - Manages one nftables table with its chains (base chains with type, hook, priority, policy and netdev
-    device) and their rules, on the host or inside a network namespace, through the libnftables JSON API,
-    the Python binding when importable, else C(nft -j) (same JSON either way).
+    device) and their rules, inside a network namespace or, with O(host=true), on the host, through the
+    libnftables JSON API, the Python binding when importable, else C(nft -j) (same JSON either way).
   - Rules are given as nft rule text and compared in the JSON form the kernel gives back. When a chain already
     holds rules, the wanted rules are first added in a scratch network namespace, which validates them and
     yields that form.
@@ -31,6 +31,8 @@ requirements:
   - nftables, with its Python binding (C(python3-nftables)) or the C(nft) command, on the target
   - iproute2 (C(ip netns)) on the target, for the scratch namespace
   - root on the target
+extends_documentation_fragment:
+  - pflab.netfilter.target
 options:
   family:
     description: Table family.
@@ -85,18 +87,6 @@ options:
     description: With O(state=present), each chain given holds exactly its O(chains[].rules), in this order.
     type: bool
     default: false
-  netns:
-    description:
-      - Network namespace to work in, for example one of a lab made by M(pflab.netfilter.netns_lab).
-      - Required unless O(host=true).
-    type: str
-  host:
-    description:
-      - Manage the ruleset of the host's own (initial) network namespace instead of O(netns).
-      - An explicit opt-in, so that a task that forgets O(netns) fails instead of changing the host's firewall.
-    type: bool
-    default: false
-    version_added: 0.4.0
   ruleset_file:
     description:
       - Path on the target of a ruleset file to load as C(nft -f) does, instead of O(table) and O(chains).

@@ -149,9 +149,9 @@ def test_run_playbook_with_a_user_scenario(ansible, tmp_path):
 
 
 def test_report_fail_on_differs_is_a_rollout_gate(ansible, tmp_path):
+    chain = {'name': 'input', 'hook': 'input', 'rules': ['tcp dport 12345 log prefix "nft-input" accept']}
     wrong = {'id': 'wrong-expectation', 'title': 'Expects a drop that no rule makes', 'source': 'beyond the article',
-             'steps': [{'nft': {'table': 't', 'chains': [{'name': 'input', 'hook': 'input',
-                                                           'rules': ['tcp dport 12345 log prefix "nft-input" accept']}]}}],
+             'steps': [{'nft': {'table': 't', 'chains': [chain]}}],
              'expect': {'reached': False, 'trace': ['nft-input']}}
     path = tmp_path / 'wrong.yml'
     path.write_text(yaml.safe_dump(wrong))
