@@ -86,10 +86,10 @@ test: setup unit integration molecule sanity lint test-newest
 
 # The second controller: units, integration and sanity on the newest ansible-core.
 test-newest:
-	@if [ -z "$(NEWEST_PYTHON)" ]; then \
+	@python="$(NEWEST_PYTHON)"; if [ -z "$$python" ]; then \
 	  echo "pflab: SKIPPED the tests on the newest ansible-core: no Python >= 3.12 found (set NEWEST_PYTHON)"; \
 	else \
-	  $(MAKE) --no-print-directory venv unit integration sanity VENV=$(NEWEST_VENV) PYTHON=$(NEWEST_PYTHON); fi
+	  $(MAKE) --no-print-directory venv unit integration sanity VENV=$(NEWEST_VENV) PYTHON="$$python"; fi
 
 unit:
 	@echo "pflab: unit tests on $$(ansible --version | head -n1), Python $$(python -c 'import platform; print(platform.python_version())')"

@@ -5,7 +5,6 @@ pfl-chain-* made by netns_lab's own example), so the test refuses to run when a
 lab of those names exists already, and removes them afterwards.
 """
 
-import ast
 import json
 import os
 import subprocess
@@ -20,13 +19,18 @@ MODULES = sorted(f[:-3] for f in os.listdir(MODULES_DIR) if f.endswith('.py') an
 EXAMPLE_LAB_PREFIXES = ('pfl-demo-', 'pfl-chain-')
 
 
-def _doc_string(module, name):
-    with open(os.path.join(MODULES_DIR, module + '.py')) as f:
-        tree = ast.parse(f.read())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == [name]:
-            return node.value.value
-    raise AssertionError('%s has no %s' % (module, name))
+def _ansible_doc(*args):
+    proc = subprocess.run(['ansible-doc', '--json'] + list(args), capture_output=True, text=True, check=False,
+                          env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg')), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope='module')
+def module_docs():
+    """ansible-doc's reading of every module, by short name."""
+    docs = _ansible_doc(*['pflab.netfilter.' + m for m in MODULES])
+    return dict((name.rsplit('.', 1)[1], doc) for name, doc in docs.items())
 
 
 def _article_ruleset():
@@ -46,8 +50,8 @@ def example_labs():
 
 
 @pytest.mark.parametrize('module', MODULES)
-def test_examples_run_against_a_lab(ansible, tmp_path, module, example_labs):
-    examples = yaml.safe_load(_doc_string(module, 'EXAMPLES'))
+def test_examples_run_against_a_lab(ansible, tmp_path, module, module_docs, example_labs):
+    examples = yaml.safe_load(module_docs[module]['examples'])
     assert any('pflab.netfilter.' + module in task for task in examples), 'the EXAMPLES never call the module'
     (tmp_path / 'article.nft').write_text(_article_ruleset())
     os.symlink(os.path.join(ROOT, 'playbooks', 'scenarios'), str(tmp_path / 'scenarios'))
@@ -77,17 +81,9 @@ def test_examples_run_against_a_lab(ansible, tmp_path, module, example_labs):
     assert not [n for n in netns_names() if n.startswith(EXAMPLE_LAB_PREFIXES)]
 
 
-def _ansible_doc(*args):
-    proc = subprocess.run(['ansible-doc', '--json'] + list(args), capture_output=True, text=True, check=False,
-                          env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg')), cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def test_ansible_doc_is_complete_for_every_module_and_role():
-    docs = _ansible_doc(*['pflab.netfilter.' + m for m in MODULES])
-    assert sorted(docs) == ['pflab.netfilter.' + m for m in MODULES]
-    for name, doc in docs.items():
+def test_ansible_doc_is_complete_for_every_module_and_role(module_docs):
+    assert sorted(module_docs) == MODULES
+    for name, doc in module_docs.items():
         assert doc['doc']['short_description'] and doc['doc']['description'], name
         assert doc['doc']['author'] and doc['doc']['attributes'].get('check_mode'), name
         assert doc['examples'].strip() and doc['return'], name
