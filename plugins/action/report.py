@@ -16,6 +16,8 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.pflab.netfilter.plugins.module_utils import names
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import shown
 from ansible_collections.pflab.netfilter.plugins.plugin_utils import report
 
 try:
@@ -23,7 +25,8 @@ try:
 except ImportError:  # ansible-core requires Jinja2; kept for a clear message
     jinja2 = None
 
-_RUN_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$')
+_MD_SPECIAL = re.compile(r'[!-/:-@\[-`{-~]')  # ASCII punctuation
+_MD_ENTITIES = {'<': '&lt;', '&': '&amp;'}
 _FALLBACK_TEMPLATES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates')
 
 
@@ -33,8 +36,11 @@ def _plain(value):
 
 
 def _md(value):
-    """Text safe in a Markdown table cell."""
-    return to_text(value).replace('\\', '\\\\').replace('|', '\\|').replace('\n', ' ').replace('<', '&lt;')
+    """Text that Markdown shows as it is, in a table cell: every ASCII punctuation character backslash-escaped
+    (CommonMark allows it for each), so no link, image, emphasis or HTML can form; '<' and '&' as entities;
+    line breaks as spaces."""
+    text = re.sub(r'\s+', ' ', to_text(value))
+    return _MD_SPECIAL.sub(lambda m: _MD_ENTITIES.get(m.group(0)) or '\\' + m.group(0), text)
 
 
 class ActionModule(ActionBase):
@@ -78,8 +84,9 @@ class ActionModule(ActionBase):
         suite = to_text(args.get('suite', 'run'))
         now = datetime.datetime.now(datetime.timezone.utc)
         run_id = to_text(args.get('run_id') or '%s-%s' % (now.strftime('%Y%m%dT%H%M%SZ'), suite))
-        if not _RUN_ID.match(run_id):
-            return dict(result, failed=True, msg='run_id %r may hold only letters, digits, ".", "_" and "-"' % run_id)
+        if not names.valid('run_id', run_id):
+            return dict(result, failed=True, msg='run_id %s is invalid: 1-100 of letters, digits, ".", "_" and "-"'
+                        % shown(run_id))
         if 'dest' not in args:
             return dict(result, failed=True, msg='dest (the report directory on the controller) is required')
         dest = os.path.abspath(os.path.expanduser(to_text(args['dest'])))
@@ -93,7 +100,8 @@ class ActionModule(ActionBase):
         folder = os.path.join(dest, run_id)
         result.update(changed=True, dir=folder, summary=data['summary'], rule=data['rule']['verdict'],
                       article=data['article']['verdict'], files=[os.path.join(folder, name) for name in sorted(files)],
-                      problems=report.problems(data, ('failed', 'missing', 'differs', 'skipped')))
+                      problems=report.problems(data, ('failed', 'missing', 'differs', 'skipped')),
+                      written=not self._task.check_mode)
         if self._task.check_mode:
             return result
         try:

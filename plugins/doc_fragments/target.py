@@ -13,7 +13,9 @@ class ModuleDocFragment(object):
 options:
   netns:
     description:
-      - Network namespace to work in, for example one of a lab made by M(pflab.netfilter.netns_lab).
+      - Name of the network namespace to work in, as in C(/run/netns) (C(ip netns list)), for example one of a lab
+        made by M(pflab.netfilter.netns_lab). A path, a symlink, or a name bound to the host's own namespace is
+        refused.
       - Required unless O(host=true).
     type: str
   host:

@@ -15,7 +15,7 @@ import importlib.util
 import os
 import re
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nflog
 
 # Tool name -> argv that prints its version (None: the tool has no such flag).
 TOOLS = {
@@ -26,9 +26,7 @@ TOOLS = {
     'ip': ['-V'],
     'nc': None,
     'nsenter': ['--version'],
-    'sysctl': ['--version'],
 }
-SYSCTLS = ['net.netfilter.nf_log_all_netns']
 # Python modules the lab modules use on the target (nftables is optional: nft -j stands in).
 PYTHON_MODULES = ('pyroute2', 'nftables')
 LEGACY_PROC = '/proc/net/ip_tables_names'
@@ -52,14 +50,6 @@ def os_release(path='/etc/os-release'):
     except OSError:
         pass
     return {'id': info.get('id'), 'id_like': info.get('id_like', '').split(), 'version_id': info.get('version_id')}
-
-
-def read_sysctl(name):
-    try:
-        with open('/proc/sys/' + name.replace('.', '/')) as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def _kernel_has_legacy_xtables(release):
@@ -109,7 +99,7 @@ def gather(get_bin_path, run):
         'os': os_release(),
         'tools': found,
         'iptables_legacy': legacy_support(found, kernel['release']),
-        'sysctls': dict((name, read_sysctl(name)) for name in SYSCTLS),
+        'sysctls': {nflog.SYSCTL: nflog.read()},
         'labs': netns.list_labs(),
         'python_modules': dict((name, importlib.util.find_spec(name) is not None) for name in PYTHON_MODULES),
     }

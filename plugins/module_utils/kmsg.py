@@ -18,6 +18,8 @@ import errno
 import os
 import re
 
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+
 KMSG_PATH = '/dev/kmsg'
 
 _ESCAPE = re.compile(r'\\x([0-9a-fA-F]{2})')
@@ -30,7 +32,7 @@ _TOKEN = re.compile(
 )
 
 
-class KmsgError(Exception):
+class KmsgError(PflabError):
     pass
 
 

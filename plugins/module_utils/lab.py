@@ -9,7 +9,9 @@ create_fresh (the scenario runner) builds a lab that does not exist yet with thr
 veth are created inside the lab's namespaces, so the host's own namespace is never
 touched.
 Link number i of a lab takes the i-th /30 of the lab subnet: .1 for its first
-end, .2 for its second.
+end, .2 for its second. The interface in namespace A that leads to namespace B is
+``<tag>-B``: ``to-B`` in labs kept by netns_lab; in a scenario run's lab a tag no
+other live lab has, so that the run's LOG records name interfaces only it has.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,10 +20,12 @@ __metaclass__ = type
 
 import importlib.util
 import ipaddress
+import os
 import socket
 import sys
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import listener, netns
+from ansible_collections.pflab.netfilter.plugins.module_utils import listener, names, netns, nflog, proc, state
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, shown
 
 # pyroute2 is imported where Lab uses it; finding it is cheap, importing it is not.
 PYROUTE2_IMPORT_ERROR = None if importlib.util.find_spec('pyroute2') else \
@@ -31,29 +35,28 @@ IFF_UP = 0x1
 DEFAULT_SUBNET = '198.18.0.0/24'
 
 
-class LabError(Exception):
+class LabError(PflabError):
     pass
 
 
 def check_lab_id(lab):
-    if not netns.LAB_ID_RE.match(lab or ''):
-        raise LabError("lab name %r is invalid: use 1-32 of a-z, 0-9 and '-', starting with a letter or digit" % lab)
+    return names.check('lab', lab, 'lab name')
 
 
 class LabPlan:
     """The wanted shape of a lab, validated and with every name and address."""
 
-    def __init__(self, lab, roles, links=None, subnet=DEFAULT_SUBNET):
+    def __init__(self, lab, roles, links=None, subnet=DEFAULT_SUBNET, ifname_tag='to'):
         check_lab_id(lab)
         self.lab = lab
+        self.ifname_tag = ifname_tag
         roles = list(roles)
         if len(roles) < 2:
-            raise LabError('a lab needs at least two namespaces, got %s' % roles)
+            raise LabError('a lab needs at least two namespaces, got %s' % shown(roles))
         for role in roles:
-            if not netns.ROLE_RE.match(role):
-                raise LabError('namespace role %r is invalid: use 1-10 of a-z and 0-9, starting with a letter' % role)
+            names.check('role', role, 'namespace role')
         if len(set(roles)) != len(roles):
-            raise LabError('namespace roles must be unique, got %s' % roles)
+            raise LabError('namespace roles must be unique, got %s' % shown(roles))
         self.roles = roles
         self.namespaces = dict((role, netns.lab_netns_name(lab, role)) for role in roles)
 
@@ -62,7 +65,7 @@ class LabPlan:
         try:
             network = ipaddress.IPv4Network(subnet)
         except ValueError as e:
-            raise LabError('subnet %r is not an IPv4 network: %s' % (subnet, e))
+            raise LabError('subnet %s is not an IPv4 network: %s' % (shown(subnet), e))
         blocks = list(network.subnets(new_prefix=30)) if network.prefixlen <= 30 else []
         if len(blocks) < len(links):
             raise LabError('subnet %s has room for %d links (one /30 each), %d asked' % (subnet, len(blocks), len(links)))
@@ -71,8 +74,9 @@ class LabPlan:
         self.links = []
         seen = set()
         for link, block in zip(links, blocks):
-            if len(link) != 2 or link[0] == link[1] or not set(link) <= set(roles):
-                raise LabError('link %s must name two different namespaces of %s' % (link, roles))
+            if not isinstance(link, list) or len(link) != 2 or not all(isinstance(r, str) for r in link) \
+                    or link[0] == link[1] or not set(link) <= set(roles):
+                raise LabError('link %s must name two different namespaces of %s' % (shown(link), roles))
             if frozenset(link) in seen:
                 raise LabError('link %s is given twice' % (link,))
             seen.add(frozenset(link))
@@ -83,10 +87,26 @@ class LabPlan:
         return {
             'role': role,
             'netns': self.namespaces[role],
-            'ifname': 'to-%s' % peer,
+            'ifname': '%s-%s' % (self.ifname_tag, peer),
             'address': str(address),
             'prefixlen': 30,
         }
+
+    def ifnames(self):
+        return sorted(set(end['ifname'] for link in self.links for end in link))
+
+    def end_towards(self, role, peer):
+        """The end ``role`` has of its link to ``peer`` (ifname, address), or None when they share no link."""
+        for link in self.links:
+            for end, other in ((link[0], link[1]), (link[1], link[0])):
+                if (end['role'], other['role']) == (role, peer):
+                    return end
+        return None
+
+    def address_towards(self, role, peer):
+        """The address ``role`` has on its link to ``peer`` (its first address when they share no link)."""
+        end = self.end_towards(role, peer)
+        return end['address'] if end else self.addresses()[role]
 
     def addresses(self):
         """The first address of every namespace, by role."""
@@ -209,30 +229,88 @@ def lab_namespaces(lab):
     return [name for name in netns.list_netns() if (netns.split_lab_netns_name(name) or (None,))[0] == lab]
 
 
-def remove_lab(run, lab, check_mode=False):
+def remove_namespace(name, check_mode=False):
+    """Stop every process in namespace ``name``, remove it (with its veths) and its listeners' files.
+
+    Works for any name found in /run/netns (argv only, never a shell); refuses a name bound to the host's
+    own namespace, whose processes are the host's. Returns (changes, stopped pids).
+    """
+    if netns.is_host(os.path.join(netns.NETNS_DIR, name)):
+        raise LabError("%s is bound to the host's own network namespace: left alone" % name)
+    dummy, out, dummy2 = proc.run(['ip', 'netns', 'pids', name])
+    pids = sorted(int(pid) for pid in out.split() if pid.isdigit())
+    changes = ['stop processes %s in %s' % (pids, name)] if pids else []
+    changes.append('remove namespace %s' % name)
+    if not check_mode:
+        netns.stop_pids(pids)
+        netns.remove(name)
+        listener.forget_netns(name)
+    return changes, pids
+
+
+def remove_lab(lab, check_mode=False):
     """Remove every namespace of ``lab`` and stop the processes inside them.
 
     Returns (changes, killed pids). Removing a namespace removes its veths.
-    ``run`` is AnsibleModule.run_command.
     """
     check_lab_id(lab)
     changes, killed = [], []
     for name in lab_namespaces(lab):
-        pids = netns.pids_in(name)
-        if pids:
-            changes.append('stop processes %s in %s' % (pids, name))
-            killed.extend(pids)
-            if not check_mode:
-                netns.stop_pids(pids)
-        changes.append('remove namespace %s' % name)
-        if not check_mode:
-            _ip(run, ['netns', 'del', name])
-            listener.forget_netns(name)
+        done, pids = remove_namespace(name, check_mode)
+        changes += done
+        killed += pids
     return changes, killed
 
 
-def _ip(run, argv, batch=None):
-    rc, dummy, err = run(['ip'] + argv, data=batch, binary_data=True)
+def _take_over(lab, check_mode):
+    """Make ``lab``'s name free for a lab kept until removed: refuse a running scenario's lab, remove a
+    dead owner's. Returns (its marker if it is a kept lab, changes). Call under ``state.locked()``."""
+    marker = state.marker(lab)
+    if marker and marker.get('owner') is None:
+        return marker, []
+    if marker and state.alive(marker['owner']):
+        raise LabError('lab %s belongs to a running scenario (pid %s): choose another name'
+                       % (lab, marker['owner']['pid']))
+    changes = []
+    if marker is not None:  # its owner is gone, or the marker is unreadable
+        changes = ['remove lab %s, left by a run that ended without removing it' % lab] + \
+            remove_lab(lab, check_mode)[0]
+        if not check_mode:
+            state.release(lab)
+    return None, changes
+
+
+def keep(plan, log=False, check_mode=False):
+    """Bring a lab kept until removed (the netns_lab module) to ``plan``, under a marker without owner;
+    with ``log``, its LOG rules need nf_log_all_netns. Returns the changes."""
+    with state.locked():
+        marker, changes = _take_over(plan.lab, check_mode)
+        wanted = dict(lab=plan.lab, owner=None, namespaces=sorted(plan.namespaces.values()), log=bool(log),
+                      ifname_tag=plan.ifname_tag)
+        if marker != wanted and not check_mode:
+            state.update(wanted)
+        changes += Lab(plan, check_mode).present()
+        markers = state.markers()
+        markers[plan.lab] = wanted
+        changes += nflog.sync(check_mode, markers)[0]
+    return changes
+
+
+def discard(lab, check_mode=False):
+    """Remove a lab kept until removed, its marker, and nf_log_all_netns when it was the last to need it.
+    Returns (changes, killed pids)."""
+    with state.locked():
+        dummy, changes = _take_over(lab, check_mode)
+        more, killed = remove_lab(lab, check_mode)
+        markers = state.markers()
+        markers.pop(lab, None)
+        if not check_mode:
+            state.release(lab)
+        return changes + more + nflog.sync(check_mode, markers)[0], killed
+
+
+def _ip(argv, batch=None):
+    rc, dummy, err = proc.run(['ip'] + argv, data=batch)
     if rc != 0:
         raise LabError('ip %s: %s' % (' '.join(argv), err.strip()))
 
@@ -243,10 +321,9 @@ def require_absent(plan):
         raise LabError('namespaces %s exist already: choose another lab id' % ', '.join(taken))
 
 
-def create_fresh(run, plan):
+def create_fresh(plan):
     """Build ``plan``, none of whose namespaces exist (require_absent): namespaces and veths in
-    one ``ip -batch``, then addresses and links up in one batch per namespace. ``run`` is
-    AnsibleModule.run_command."""
+    one ``ip -batch``, then addresses and links up in one batch per namespace."""
     lines = ['netns add %s' % plan.namespaces[role] for role in plan.roles]
     inside = dict((role, ['link set lo up']) for role in plan.roles)
     for a, b in plan.links:
@@ -255,6 +332,6 @@ def create_fresh(run, plan):
         for end in (a, b):
             inside[end['role']] += ['addr add %s/%d dev %s' % (end['address'], end['prefixlen'], end['ifname']),
                                     'link set %s up' % end['ifname']]
-    _ip(run, ['-batch', '-'], '\n'.join(lines) + '\n')
+    _ip(['-batch', '-'], '\n'.join(lines) + '\n')
     for role in plan.roles:
-        _ip(run, ['-n', plan.namespaces[role], '-batch', '-'], '\n'.join(inside[role]) + '\n')
+        _ip(['-n', plan.namespaces[role], '-batch', '-'], '\n'.join(inside[role]) + '\n')

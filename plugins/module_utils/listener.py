@@ -17,13 +17,14 @@ import os
 import subprocess
 import time
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns
+from ansible_collections.pflab.netfilter.plugins.module_utils import names, netns
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, clip
+from ansible_collections.pflab.netfilter.plugins.module_utils.state import RUN_DIR
 
-RUN_DIR = '/run/pflab'
 TCP_LISTEN = '0A'
 
 
-class ListenerError(Exception):
+class ListenerError(PflabError):
     pass
 
 
@@ -31,7 +32,7 @@ class Listener:
     def __init__(self, name, port, nc='nc'):
         if not 1 <= port <= 65535:
             raise ListenerError('port %d is out of range 1-65535' % port)
-        self.netns = name
+        self.netns = names.check('netns', name, 'network namespace')
         self.port = port
         self.argv = [nc, '-l', '-k', str(port)]
         base = os.path.join(RUN_DIR, 'nc-%s-%d' % (name, port))
@@ -68,7 +69,7 @@ class Listener:
 
     def start(self, timeout=3.0):
         """Start detached, wait until the port listens, write the pidfile."""
-        netns.require(self.netns)
+        netns.resolve(self.netns)
         if not os.path.isdir(RUN_DIR):
             os.makedirs(RUN_DIR, 0o755)
         with open(os.devnull, 'rb') as null_in, open(os.devnull, 'wb') as null_out, open(self.logfile, 'wb') as log:
@@ -82,7 +83,8 @@ class Listener:
                 if proc.poll() is None:
                     netns.stop_pids([proc.pid])
                 with open(self.logfile) as f:
-                    said = f.read().strip()
+                    said = clip(f.read(1000).strip(), 300)
+                self.forget()
                 raise ListenerError('%s in %s did not listen on %d within %.1fs%s' % (
                     ' '.join(self.argv), self.netns, self.port, timeout, ': ' + said if said else ''))
             time.sleep(0.005)
@@ -98,6 +100,17 @@ class Listener:
         for path in (self.pidfile, self.logfile):
             if os.path.exists(path):
                 os.unlink(path)
+
+
+def orphans():
+    """Pidfiles and logs of listeners whose namespace no longer exists."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(RUN_DIR, 'nc-*'))):
+        stem = os.path.basename(path)[len('nc-'):].rsplit('.', 1)[0]
+        name = stem.rpartition('-')[0]
+        if not os.path.lexists(os.path.join(netns.NETNS_DIR, name)):
+            found.append(path)
+    return found
 
 
 def forget_netns(name):

@@ -3,12 +3,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Network namespace helpers shared by every module.
 
-One code path runs a command inside a namespace (``in_netns``, ``Runner``); one
-finds the processes that live in a namespace (``pids_in``). Names of lab
-namespaces are ``pfl-<lab>-<role>``; ``scratch()`` makes a short-lived one
-named ``pflscratch-*`` where rules are tried before they reach a real ruleset.
-Only the standard library is used here: importing pyroute2 costs ~0.1 s, which
-the rule modules and the probe need not pay.
+A namespace is given by name and resolved only under /run/netns, never as a path;
+a name that leads to the host's own namespace is refused (``resolve``). One code
+path runs a command inside a namespace (``in_netns``, ``Runner``); one finds the
+processes that live in a namespace (``pids_in``). Names of lab namespaces are
+``pfl-<lab>-<role>``; ``scratch()`` makes a short-lived one named
+``pflscratch-<pid>-<start time>-<random>`` (its owner process, so a scratch
+namespace left by a killed module is found and removed) where rules are tried before
+they reach a real ruleset. Only the standard library is used here: importing
+pyroute2 costs ~0.1 s, which the rule modules and the probe need not pay.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,30 +24,74 @@ import ctypes
 import os
 import re
 import signal
+import stat
 import time
 
+from ansible_collections.pflab.netfilter.plugins.module_utils import names, proc, state
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+
 NETNS_DIR = '/run/netns'
+# The namespace host=true works in: the module's own, and init's where it can be read.
+_HOST_NETNS = ('/proc/self/ns/net', '/proc/1/ns/net')
 CLONE_NEWNET = 0x40000000
 PREFIX = 'pfl'
-LAB_ID_RE = re.compile(r'^[a-z0-9][a-z0-9-]{0,31}$')
-ROLE_RE = re.compile(r'^[a-z][a-z0-9]{0,9}$')
+SCRATCH_PREFIX = 'pflscratch-'
+_SCRATCH_NAME = re.compile(r'pflscratch-(\d+)-(\d+)-[0-9a-f]{6}')
+
+
+class TargetError(PflabError):
+    pass
 
 
 def netns_path(name):
-    return os.path.join(NETNS_DIR, name)
+    return os.path.join(NETNS_DIR, names.check('netns', name, 'network namespace'))
 
 
 def exists(name):
-    return os.path.exists(netns_path(name))
+    return os.path.lexists(netns_path(name))
 
 
-def require(name):
-    if not exists(name):
-        raise OSError('network namespace %s does not exist' % name)
+def _identity(path):
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
-class TargetError(Exception):
-    pass
+def is_host(path):
+    """Whether the namespace at ``path`` is the host's own (the module's, or init's)."""
+    try:
+        return _identity(path) in _host_identities()
+    except OSError:
+        return False
+
+
+def _host_identities():
+    found = []
+    for path in _HOST_NETNS:
+        try:
+            found.append(_identity(path))
+        except OSError:
+            continue  # pid 1 may be out of reach (another user namespace)
+    return found
+
+
+def resolve(name):
+    """The path of namespace ``name`` under /run/netns; TargetError for anything else.
+
+    Refused: a name that is not a name (a path, '..', a trailing newline), a name
+    that does not exist or is a symlink, and a name bound to the host's own
+    namespace (only host=true works there).
+    """
+    path = netns_path(name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise TargetError('network namespace %s does not exist (looked for %s)' % (name, path))
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        raise TargetError('%s is not a network namespace mount' % path)
+    if (st.st_dev, st.st_ino) in _host_identities():
+        raise TargetError("network namespace %s is the host's own namespace: refused (the rule modules work there "
+                          "only with host=true)" % name)
+    return path
 
 
 def check_target(name, host):
@@ -54,7 +101,7 @@ def check_target(name, host):
     if not name and not host:
         raise TargetError("no netns given: set netns to work in a namespace, or host=true to change the host's own rules")
     if name:
-        require(name)
+        resolve(name)
 
 
 def lab_netns_name(lab, role):
@@ -69,14 +116,15 @@ def split_lab_netns_name(name):
     if not name.startswith(PREFIX + '-'):
         return None
     lab, sep, role = name[len(PREFIX) + 1:].rpartition('-')
-    if not sep or not LAB_ID_RE.match(lab) or not ROLE_RE.match(role):
+    if not sep or not names.valid('lab', lab) or not names.valid('role', role):
         return None
     return lab, role
 
 
 def list_netns():
+    """Names in /run/netns that are valid names (others were not made by this collection)."""
     try:
-        return sorted(os.listdir(NETNS_DIR))
+        return sorted(n for n in os.listdir(NETNS_DIR) if names.valid('netns', n))
     except OSError:
         return []
 
@@ -91,20 +139,21 @@ def list_labs():
     return sorted(labs)
 
 
+def scratch_owner(name):
+    """The owner (pid, start time) a scratch namespace's name records, or None for other names."""
+    match = _SCRATCH_NAME.fullmatch(name)
+    return {'pid': int(match.group(1)), 'start': int(match.group(2))} if match else None
+
+
 def in_netns(name, argv):
     """argv that runs ``argv`` inside the named namespace (never a shell)."""
-    return ['nsenter', '--net=%s' % netns_path(name), '--'] + list(argv)
-
-
-def _inode(path):
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
+    return ['nsenter', '--net=%s' % resolve(name), '--'] + list(argv)
 
 
 def pids_in(name):
     """Pids of the processes whose network namespace is the named one."""
     try:
-        target = _inode(netns_path(name))
+        target = _identity(netns_path(name))
     except OSError:
         return []
     pids = []
@@ -112,7 +161,7 @@ def pids_in(name):
         if not entry.isdigit():
             continue
         try:
-            if _inode('/proc/%s/ns/net' % entry) == target:
+            if _identity('/proc/%s/ns/net' % entry) == target:
                 pids.append(int(entry))
         except OSError:
             continue  # the process ended or is a kernel thread
@@ -121,11 +170,7 @@ def pids_in(name):
 
 def alive(pid):
     """True while the process exists and is not a zombie."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (OSError, IndexError):
-        return False
+    return state.start_time(pid) is not None
 
 
 def stop_pids(pids, grace=1.0):
@@ -145,20 +190,19 @@ def stop_pids(pids, grace=1.0):
 
 
 class Runner:
-    """Runs argv lists (never a shell) through an AnsibleModule, inside ``netns`` when set."""
+    """Runs argv lists (never a shell), inside namespace ``netns`` when set."""
 
-    def __init__(self, module, netns=None):
-        self.module = module
+    def __init__(self, netns=None):
         self.netns = netns
 
     def run(self, argv, data=None):
-        """Return (rc, stdout, stderr)."""
+        """Return (rc, stdout, stderr) as text."""
         if self.netns:
             argv = in_netns(self.netns, argv)
-        return self.module.run_command(argv, data=data, binary_data=True)
+        return proc.run(argv, data)
 
 
-def _setns(fd):
+def setns(fd):
     if hasattr(os, 'setns'):  # Python >= 3.12
         os.setns(fd, CLONE_NEWNET)
         return
@@ -174,30 +218,40 @@ def entered(name):
 
     Sockets opened in the block stay in that namespace after it ends.
     """
-    require(name)
+    path = resolve(name)
     own = os.open('/proc/thread-self/ns/net', os.O_RDONLY)
     try:
-        target = os.open(netns_path(name), os.O_RDONLY)
+        target = os.open(path, os.O_RDONLY)
         try:
-            _setns(target)
+            setns(target)
         finally:
             os.close(target)
         try:
             yield
         finally:
-            _setns(own)
+            setns(own)
     finally:
         os.close(own)
 
 
-@contextlib.contextmanager
-def scratch(run):
-    """A fresh, empty network namespace for the block; ``run`` is AnsibleModule.run_command."""
-    name = 'pflscratch-%d-%s' % (os.getpid(), binascii.hexlify(os.urandom(3)).decode())
-    rc, out, err = run(['ip', 'netns', 'add', name])
+def remove(name):
+    """``ip netns del name``; TargetError with ip's message when it fails."""
+    rc, dummy, err = proc.run(['ip', 'netns', 'del', name])
     if rc != 0:
-        raise OSError('ip netns add %s: %s' % (name, err.strip()))
+        raise TargetError('ip netns del %s: %s' % (name, err.strip()))
+
+
+@contextlib.contextmanager
+def scratch():
+    """A fresh, empty network namespace for the block, removed afterwards whatever happens."""
+    owner = state.me()
+    name = '%s%d-%d-%s' % (SCRATCH_PREFIX, owner['pid'], owner['start'], binascii.hexlify(os.urandom(3)).decode())
+    rc, dummy, err = proc.run(['ip', 'netns', 'add', name])
+    if rc != 0:
+        raise TargetError('ip netns add %s: %s' % (name, err.strip()))
     try:
         yield name
     finally:
-        run(['ip', 'netns', 'del', name])
+        # Not raised from here, over the block's own error: a scratch namespace left
+        # behind names its owner, and the reaper removes it once that owner is gone.
+        proc.run(['ip', 'netns', 'del', name])

@@ -1,13 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: pflab.netfilter contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""nftables engine over the libnftables JSON API.
+"""nftables engine over the libnftables JSON API (reached through nft_api).
 
-Two ways to reach libnftables, one interface: the Python binding when it is
-importable, else the ``nft -j`` command (same JSON either way). Wanted rules,
-given as nft rule text, are first added in a scratch network namespace, which
-validates them and yields the JSON the kernel gives back; rules are compared in
-that form. Every change of one call is one nft transaction (one buffer).
+Wanted rules, given as nft rule text, are first added in a scratch network
+namespace, which validates them and yields the JSON the kernel gives back; rules
+are compared in that form. The change to the real ruleset is one transaction
+built as JSON from that kernel output and from validated fields (names, hooks,
+priorities, devices): user text never reaches the target as text, so no field can
+carry a second command into it. Whole rulesets (``ruleset``, ``ruleset_file``) are
+text by nature: they cannot ``include`` files, and errors about a file carry none
+of its lines.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,21 +19,24 @@ __metaclass__ = type
 
 import contextlib
 import json
+import os
 import re
+import stat
 
-from ansible.module_utils.common.text.converters import to_bytes, to_text
-
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns
-
-try:
-    import nftables as nftables_binding
-except ImportError:
-    nftables_binding = None
+from ansible_collections.pflab.netfilter.plugins.module_utils import names, netns, proc
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import shown
+from ansible_collections.pflab.netfilter.plugins.module_utils.nft_api import NftError, message, open_api
 
 FAMILIES = ('ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev')
-_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]{0,254}$')
+RULE_MAX = 65536  # characters of one rule
+RULESET_MAX = 16 << 20  # bytes of a whole ruleset
 _RULE_KEYS_IGNORED = frozenset(['handle', 'family', 'table', 'chain', 'index'])
 _BASE_KEYS = ('type', 'hook', 'prio', 'dev')
+# Rule text ends at a newline or ';', which would start a second command.
+_RULE_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f;]')
+# Quoted strings and comments, where a word is not a keyword.
+_NOT_CODE = re.compile(r'"[^"]*"|#[^\n]*')
+_INCLUDE = re.compile(r'(?<![\w.$@/\\-])include(?![\w./\\-])')
 
 
 ARGUMENT_SPEC = dict(
@@ -60,108 +66,6 @@ ARGUMENT_RULES = dict(
 )
 
 
-class NftError(Exception):
-    pass
-
-
-class _Api:
-    """Reaches libnftables in one namespace: command buffers in, listings out (JSON or text)."""
-
-    name = None
-
-    def run(self, buffer):
-        """Run a buffer of nft commands (text or JSON) as one transaction: (rc, out, err)."""
-        raise NotImplementedError
-
-    def list(self, what, json_output=True, stateless=False):
-        """(rc, out, err) of ``list <what>``."""
-        raise NotImplementedError
-
-    def checked(self, buffer):
-        rc, dummy, err = self.run(buffer)
-        if rc != 0:
-            raise NftError(err.strip() or 'nft failed')
-
-    def objects(self, what):
-        """Objects of ``list <what>`` (metainfo dropped), or None when it does not exist."""
-        rc, out, err = self.list(what)
-        if rc != 0:
-            if 'No such file or directory' in err:
-                return None
-            raise NftError('list %s: %s' % (what, err.strip()))
-        return json.loads(out)['nftables'][1:]
-
-    def text(self, what):
-        rc, out, err = self.list(what, json_output=False, stateless=True)
-        if rc != 0:
-            raise NftError('list %s: %s' % (what, err.strip()))
-        return out
-
-
-class CliApi(_Api):
-    name = 'nft -j'
-
-    def __init__(self, runner, nft_path):
-        self.runner = runner
-        self.nft = nft_path
-
-    def _run(self, argv, data=None):
-        rc, out, err = self.runner.run([self.nft] + argv, data=data)
-        return rc, to_text(out), to_text(err)
-
-    def run(self, buffer):
-        # With -j, nft 1.0 reads JSON only, and ignores a text buffer without an error.
-        json_input = buffer.lstrip().startswith('{')
-        return self._run((['-j'] if json_input else []) + ['-f', '-'], data=to_bytes(buffer))
-
-    def list(self, what, json_output=True, stateless=False):
-        return self._run((['-j'] if json_output else []) + (['-s'] if stateless else []) + ['list'] + what.split())
-
-
-class BindingApi(_Api):
-    name = 'libnftables binding'
-
-    def __init__(self, netns_name=None):
-        # The netlink socket belongs to the namespace the context is made in.
-        if netns_name:
-            with netns.entered(netns_name):
-                self.ctx = nftables_binding.Nftables()
-        else:
-            self.ctx = nftables_binding.Nftables()
-
-    def _cmd(self, buffer, json_output=True, stateless=False):
-        self.ctx.set_json_output(json_output)
-        self.ctx.set_stateless_output(stateless)
-        return self.ctx.cmd(buffer)
-
-    def run(self, buffer):
-        return self._cmd(buffer)
-
-    def list(self, what, json_output=True, stateless=False):
-        return self._cmd('list ' + what, json_output, stateless)
-
-
-def open_api(module, netns_name=None, prefer='auto'):
-    """The binding when importable (unless ``prefer`` is ``cli``), else ``nft -j``."""
-    if prefer != 'cli' and nftables_binding is not None:
-        return BindingApi(netns_name)
-    if prefer == 'binding':
-        raise NftError('the nftables Python binding is not importable on the target')
-    nft = module.get_bin_path('nft')
-    if not nft:
-        raise NftError('neither the nftables Python binding nor the nft command is on the target')
-    return CliApi(netns.Runner(module, netns_name), nft)
-
-
-def scratch_opener(module, prefer='auto'):
-    """A context manager factory: an api on a fresh scratch namespace, removed afterwards."""
-    @contextlib.contextmanager
-    def opener():
-        with netns.scratch(module.run_command) as name:
-            yield open_api(module, name, prefer)
-    return opener
-
-
 _ZERO_COUNTER = {'counter': {'packets': 0, 'bytes': 0}}
 
 
@@ -179,13 +83,48 @@ def rule_key(rule):
     return json.dumps(body, sort_keys=True)
 
 
+def scratch_opener(module, prefer='auto'):
+    """A context manager factory: an api on a fresh scratch namespace that holds the network
+    devices named (netdev base chains need theirs), removed afterwards."""
+    @contextlib.contextmanager
+    def opener(devices=()):
+        with netns.scratch() as name:
+            for number, device in enumerate(sorted(set(devices))):
+                rc, dummy, err = proc.run(['ip', '-n', name, 'link', 'add', device, 'type', 'veth',
+                                           'peer', 'name', 'pflpeer%d' % number])
+                if rc != 0:
+                    raise NftError('cannot make device %s in the scratch namespace: %s' % (device, err.strip()))
+            api = open_api(module, name, prefer)
+            try:
+                yield api
+            finally:
+                api.close()
+    return opener
+
+
+def includes(text):
+    """Line numbers of ``include`` statements in nft text (outside strings and comments)."""
+    code = _NOT_CODE.sub(lambda m: re.sub(r'[^\n]', ' ', m.group(0)), text)
+    return sorted(set(code.count('\n', 0, m.start()) + 1 for m in _INCLUDE.finditer(code)))
+
+
+def _check_rule(chain, number, rule):
+    where = 'chain %s rule %d' % (chain, number)
+    if not isinstance(rule, str) or not rule.strip():
+        raise NftError('%s: a rule is non-empty text, got %s' % (where, shown(rule)))
+    if len(rule) > RULE_MAX:
+        raise NftError('%s is %d characters; at most %d' % (where, len(rule), RULE_MAX))
+    bad = _RULE_FORBIDDEN.search(rule)
+    if bad:
+        raise NftError('%s (%s): one rule per entry, without %s' % (
+            where, shown(rule), 'newlines or other control characters' if bad.group(0) != ';' else '";"'))
+
+
 class Chain:
     """One chain as asked for."""
 
     def __init__(self, spec, family):
-        self.name = spec['name']
-        if not _NAME.match(self.name or ''):
-            raise NftError('chain name %r is invalid' % self.name)
+        self.name = names.check('nft_name', spec['name'], 'chain name')
         self.hook = spec.get('hook')
         self.type = spec.get('type') or ('filter' if self.hook else None)
         self.priority = spec.get('priority')
@@ -196,19 +135,23 @@ class Chain:
             raise NftError('chain %s: type, priority, device and policy need a hook (a base chain)' % self.name)
         if self.hook and self.priority is None:
             self.priority = 0
+        if self.device is not None:
+            names.check('ifname', self.device, 'chain %s: device' % self.name)
         if family == 'netdev' and self.hook and not self.device:
             raise NftError('chain %s: a netdev base chain needs a device' % self.name)
-        for rule in self.rules or []:
-            if '\n' in rule or ';' in rule:
-                raise NftError('chain %s rule %r: one rule per entry, without newlines or ";"' % (self.name, rule))
+        for number, rule in enumerate(self.rules or [], 1):
+            _check_rule(self.name, number, rule)
 
-    def declaration(self, family, table):
-        if not self.hook:
-            return 'add chain %s %s %s' % (family, table, self.name)
-        device = ' device "%s"' % self.device if self.device else ''
-        policy = ' policy %s;' % self.policy if self.policy else ''
-        return 'add chain %s %s %s { type %s hook %s%s priority %d;%s }' % (
-            family, table, self.name, self.type, self.hook, device, self.priority, policy)
+    def command(self, family, table):
+        """The chain as a JSON ``add`` command."""
+        body = {'family': family, 'table': table, 'name': self.name}
+        if self.hook:
+            body.update(type=self.type, hook=self.hook, prio=self.priority)
+            if self.device:
+                body['dev'] = self.device
+            if self.policy:
+                body['policy'] = self.policy
+        return {'add': {'chain': body}}
 
     def base_differs(self, existing):
         """Why an existing chain's hook cannot be made this chain's in place, or None."""
@@ -223,19 +166,27 @@ class Chain:
 class Request:
     def __init__(self, family, table, chains, state, exclusive):
         if family not in FAMILIES:
-            raise NftError('unknown family %r' % family)
-        if not _NAME.match(table or ''):
-            raise NftError('table name %r is invalid' % table)
-        self.family, self.table, self.state, self.exclusive = family, table, state, exclusive
+            raise NftError('unknown family %s' % shown(family))
+        self.family, self.state, self.exclusive = family, state, exclusive
+        self.table = names.check('nft_name', table, 'table name')
         self.chains = [Chain(spec, family) for spec in chains or []]
-        names = [c.name for c in self.chains]
-        if len(set(names)) != len(names):
-            raise NftError('a chain is given twice in %s' % names)
+        chain_names = [c.name for c in self.chains]
+        if len(set(chain_names)) != len(chain_names):
+            raise NftError('a chain is given twice in %s' % shown(chain_names))
         self.delete_table = state == 'absent' and chains is None
 
     @property
     def ref(self):
         return '%s %s' % (self.family, self.table)
+
+    def table_command(self, verb='add'):
+        return {verb: {'table': {'family': self.family, 'name': self.table}}}
+
+    def chain_ref(self, chain):
+        return {'family': self.family, 'table': self.table, 'name': chain}
+
+    def devices(self):
+        return [c.device for c in self.chains if c.device]
 
     def rule_lines(self):
         """(command, where) for every wanted rule, in order."""
@@ -243,7 +194,7 @@ class Request:
         for chain in self.chains:
             for number, rule in enumerate(chain.rules or [], 1):
                 lines.append(('add rule %s %s %s' % (self.ref, chain.name, rule),
-                              'chain %s rule %d (%s)' % (chain.name, number, rule)))
+                              'chain %s rule %d (%s)' % (chain.name, number, shown(rule))))
         return lines
 
 
@@ -272,125 +223,123 @@ def _by_chain(objects):
     return chains, rules
 
 
-class Engine:
-    """Plans and applies one Request against one table.
+def _add_rule(rule):
+    return {'add': {'rule': dict((k, v) for k, v in rule.items() if k != 'handle')}}
 
-    The wanted rules are normalized in a scratch namespace when the chains already
-    hold rules to compare with. When they hold none, the rules go straight into
-    the one transaction, and only if nft refuses it is the scratch namespace used,
-    to name the rule.
-    """
+
+class Engine:
+    """Plans and applies one Request against one table (see the module docstring)."""
 
     def __init__(self, api, request, scratch):
         self.api = api
         self.request = request
         self._scratch = scratch
         self.before = None
-        self.unchecked = False  # True when the planned text was not tried in a scratch namespace
 
-    def _trial(self, scratch, skeleton, rule_lines):
+    def _trial(self, scratch, rule_lines):
+        """The table's skeleton and the wanted chains (JSON), then the wanted rules (text), in a clean
+        scratch namespace: (rc, nft's message)."""
         scratch.checked('flush ruleset')
-        scratch.checked(json.dumps(skeleton))
-        lines = ['add table %s' % self.request.ref]
-        lines += [c.declaration(self.request.family, self.request.table) for c in self.request.chains]
-        lines += [line for line, dummy in rule_lines]
-        rc, dummy, err = scratch.run('\n'.join(lines) + '\n')
-        return rc, err.strip()
+        skeleton = _as_input(self.before, skeleton=True)
+        skeleton['nftables'] += [self.request.table_command()] + [
+            c.command(self.request.family, self.request.table) for c in self.request.chains]
+        rc, dummy, err = scratch.run(json.dumps(skeleton))
+        if rc != 0:
+            return rc, 'nft refused the table or chains: %s' % message(err)
+        if not rule_lines:
+            return 0, ''
+        rc, dummy, err = scratch.run('\n'.join(line for line, dummy in rule_lines) + '\n')
+        return rc, message(err) if rc else ''
 
     def normalized(self):
         """Wanted rules as the kernel gives them back (JSON rule objects), by chain."""
         rule_lines = self.request.rule_lines()
-        skeleton = _as_input(self.before, skeleton=True)
-        with self._scratch() as scratch:
-            rc, message = self._trial(scratch, skeleton, rule_lines)
+        with self._scratch(self.request.devices()) as scratch:
+            rc, why = self._trial(scratch, rule_lines)
             if rc != 0:
-                raise NftError(self._explain(scratch, skeleton, rule_lines, message))
+                raise NftError(self._explain(scratch, rule_lines, why))
             dummy, rules = _by_chain(scratch.objects('table ' + self.request.ref))
         return rules
 
-    def _explain(self, scratch, skeleton, rule_lines, message):
+    def _explain(self, scratch, rule_lines, why):
         """Name the first refused rule: nft's error positions are unreliable in a long buffer, so bisect."""
+        rc, single = self._trial(scratch, [])
+        if rc != 0:
+            return '%s (nothing was applied)' % single
         low, high = 0, len(rule_lines)
-        if self._trial(scratch, skeleton, [])[0] != 0:
-            return 'nft refused the table or chains: %s' % message
         while high - low > 1:
             middle = (low + high) // 2
-            if self._trial(scratch, skeleton, rule_lines[:middle])[0] == 0:
+            if self._trial(scratch, rule_lines[:middle])[0] == 0:
                 low = middle
             else:
                 high = middle
-        rc, single = self._trial(scratch, skeleton, rule_lines[:high])
-        return '%s: nft refused it: %s' % (rule_lines[high - 1][1], single or message)
+        rc, single = self._trial(scratch, rule_lines[:high])
+        return '%s: nft refused it: %s (nothing was applied)' % (rule_lines[high - 1][1], single or why)
 
-    def plan(self, before, check_mode=False):
-        """Return (transaction text, changes). ``before``: the table's objects, or None."""
+    def plan(self, before):
+        """Return (JSON commands of one transaction, changes). ``before``: the table's objects, or None."""
         self.before = before
-        ref, family, table = self.request.ref, self.request.family, self.request.table
-        if self.request.delete_table:
-            return ('delete table %s\n' % ref, ['delete table %s' % ref]) if before is not None else ('', [])
+        request = self.request
+        if request.delete_table:
+            return ([request.table_command('delete')], ['delete table %s' % request.ref]) if before is not None \
+                else ([], [])
         chains, current = _by_chain(before)
-        if self.request.state == 'present':
-            for chain in self.request.chains:
+        if request.state == 'present':
+            for chain in request.chains:
                 why = chain.base_differs(chains[chain.name]) if chain.name in chains else None
                 if why:
                     raise NftError(why)
-        self.unchecked = not check_mode and self.request.state == 'present' and \
-            not any(current.get(c.name) for c in self.request.chains)
-        wanted = {} if self.unchecked else self.normalized()
-        lines, changes = [], []
-        if before is None and self.request.state == 'present':
-            lines.append('add table %s' % ref)
-            changes.append('create table %s' % ref)
-        for chain in self.request.chains:
+        wanted = self.normalized() if request.rule_lines() else {}
+        commands, changes = [], []
+        if before is None and request.state == 'present':
+            commands.append(request.table_command())
+            changes.append('create table %s' % request.ref)
+        for chain in request.chains:
             existing = chains.get(chain.name)
             have = current.get(chain.name, [])
             want = wanted.get(chain.name, [])
-            if self.request.state == 'absent':
+            if request.state == 'absent':
                 if chain.rules is None:
                     if existing:
-                        lines.append('delete chain %s %s' % (ref, chain.name))
+                        commands.append({'delete': {'chain': request.chain_ref(chain.name)}})
                         changes.append('delete chain %s' % chain.name)
                     continue
                 keys = set(rule_key(r) for r in want)
                 doomed = [r for r in have if rule_key(r) in keys]
-                lines += ['delete rule %s %s handle %d' % (ref, chain.name, r['handle']) for r in doomed]
+                commands += [{'delete': {'rule': {'family': request.family, 'table': request.table,
+                                                  'chain': chain.name, 'handle': r['handle']}}} for r in doomed]
                 if doomed:
                     changes.append('%s: %d rules removed' % (chain.name, len(doomed)))
                 continue
             if existing:
                 if chain.policy and existing.get('policy') != chain.policy:
-                    lines.append(chain.declaration(family, table))
+                    commands.append(chain.command(request.family, request.table))
                     changes.append('policy of %s: %s -> %s' % (chain.name, existing.get('policy'), chain.policy))
             else:
-                lines.append(chain.declaration(family, table))
+                commands.append(chain.command(request.family, request.table))
                 changes.append('create chain %s' % chain.name)
             have_keys = [rule_key(r) for r in have]
-            want_keys = list(chain.rules or []) if self.unchecked else [rule_key(r) for r in want]
-            texts = chain.rules or []
-            if self.request.exclusive:
-                if have_keys != want_keys:
-                    lines.append('flush chain %s %s' % (ref, chain.name))
-                    lines += ['add rule %s %s %s' % (ref, chain.name, text) for text in texts]
-                    changes.append('%s: rules replaced (%d before, %d now)' % (chain.name, len(have), len(texts)))
+            if request.exclusive:
+                if have_keys != [rule_key(r) for r in want]:
+                    commands.append({'flush': {'chain': request.chain_ref(chain.name)}})
+                    commands += [_add_rule(r) for r in want]
+                    changes.append('%s: rules replaced (%d before, %d now)' % (chain.name, len(have), len(want)))
             else:
                 seen, added = set(have_keys), 0
-                for key, text in zip(want_keys, texts):
-                    if key not in seen:
-                        seen.add(key)
-                        lines.append('add rule %s %s %s' % (ref, chain.name, text))
+                for rule in want:
+                    if rule_key(rule) not in seen:
+                        seen.add(rule_key(rule))
+                        commands.append(_add_rule(rule))
                         added += 1
                 if added:
                     changes.append('%s: %d rules added' % (chain.name, added))
-        return ('\n'.join(lines) + '\n' if lines else ''), changes
+        return commands, changes
 
-    def apply(self, text):
-        rc, dummy, err = self.api.run(text)
-        if rc != 0 and self.unchecked:
-            with self._scratch() as scratch:
-                raise NftError(self._explain(scratch, _as_input(self.before, skeleton=True), self.request.rule_lines(), err.strip()))
+    def apply(self, commands):
+        rc, dummy, err = self.api.run(json.dumps({'nftables': commands}))
         if rc != 0:
-            raise NftError('nft refused the change, which was tried first in a scratch namespace '
-                           '(the ruleset changed meanwhile?): %s' % err.strip())
+            raise NftError('nft refused the change, which was tried first in a scratch namespace (the ruleset '
+                           'changed meanwhile?): %s (nothing was applied)' % message(err))
 
 
 def base_chains(objects):
@@ -426,17 +375,18 @@ def _comparable(objects):
     return json.dumps(out, sort_keys=True)
 
 
-def predict_file(api, scratch, content):
-    """Load ``content`` in a scratch namespace on top of a copy of the ruleset; None when it cannot be copied."""
+def predict_file(api, scratch, ruleset):
+    """Load a Ruleset in a scratch namespace on top of a copy of the ruleset: (current objects, the objects
+    it would give, or None when the current ruleset cannot be copied)."""
     current = api.objects('ruleset') or []
     with scratch() as scratch_api:
-        if not flushes_ruleset(content):
+        if not flushes_ruleset(ruleset.content):
             rc, dummy, err = scratch_api.run(json.dumps(_as_input(current)))
             if rc != 0:
                 return current, None  # e.g. iptables-nft's xt expressions cannot be fed back
-        rc, dummy, err = scratch_api.run(content)
+        rc, dummy, err = scratch_api.run(ruleset.content)
         if rc != 0:
-            raise NftError('the ruleset file is refused: %s' % err.strip())
+            raise NftError('nft refused %s: %s (nothing was applied)' % (ruleset.what, message(err, ruleset.redact)))
         return current, scratch_api.objects('ruleset') or []
 
 
@@ -444,62 +394,97 @@ def same_ruleset(current, predicted):
     return predicted is not None and _comparable(current) == _comparable(predicted)
 
 
-def _read_ruleset(params):
-    if params['ruleset'] is not None:
-        return params['ruleset'], 'the given ruleset'
+def _read_file(path):
+    """The text of the ruleset file at ``path``: a regular file of UTF-8 text, at most RULESET_MAX bytes."""
     try:
-        with open(params['ruleset_file'], 'rb') as f:
-            return to_text(f.read()), params['ruleset_file']
+        with open(path, 'rb') as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise NftError('ruleset_file %s is not a regular file' % path)
+            if st.st_size > RULESET_MAX:
+                raise NftError('ruleset_file %s is %d bytes; at most %d' % (path, st.st_size, RULESET_MAX))
+            data = f.read(RULESET_MAX + 1)
     except (IOError, OSError) as e:
-        raise NftError('cannot read %s: %s' % (params['ruleset_file'], e))
+        raise NftError('cannot read ruleset_file %s: %s' % (path, e.strerror or e))
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError:
+        raise NftError('ruleset_file %s is not UTF-8 text' % path)
 
 
-def _load(api, scratch, params, check_mode, diff):
-    content, what = _read_ruleset(params)
-    current, predicted = predict_file(api, scratch, content)
-    changed = params['reload'] or not same_ruleset(current, predicted)
-    result = dict(changed=changed, changes=['load %s' % what] if changed else [], reregistered_hooks=[])
+class Ruleset:
+    """A whole ruleset to load: its text, what messages call it, and whether they may quote it (not a file's)."""
+
+    def __init__(self, params):
+        if params['ruleset'] is not None:
+            self.content, self.what, self.redact = params['ruleset'], 'the given ruleset', False
+            if len(self.content) > RULESET_MAX:
+                raise NftError('the given ruleset is %d characters; at most %d' % (len(self.content), RULESET_MAX))
+        else:
+            self.what, self.redact = 'ruleset_file %s' % params['ruleset_file'], True
+            self.content = _read_file(params['ruleset_file'])
+        lines = includes(self.content)
+        if lines:
+            raise NftError('%s has include statements (line %s): a ruleset may not read other files; put their '
+                           'rules in it (nothing was applied)' % (self.what, ', '.join(str(n) for n in lines[:10])))
+
+
+def _load(api, scratch, ruleset, reload, check_mode, diff):
+    current, predicted = predict_file(api, scratch, ruleset)
+    changed = reload or not same_ruleset(current, predicted)
+    result = dict(changed=changed, changes=['load %s' % ruleset.what] if changed else [], reregistered_hooks=[])
     before_text = api.text('ruleset') if diff else ''
     if changed and not check_mode:
-        handles = base_chains(api.objects('ruleset') or [])
-        rc, dummy, err = api.run(content)
+        handles = base_chains(current)
+        rc, dummy, err = api.run(ruleset.content)
         if rc != 0:
-            raise NftError('nft refused %s: %s' % (what, err.strip()))
+            raise NftError('nft refused %s, which loaded in a scratch namespace (the ruleset changed meanwhile?): '
+                           '%s (nothing was applied)' % (ruleset.what, message(err, ruleset.redact)))
         after = base_chains(api.objects('ruleset') or [])
         result['reregistered_hooks'] = sorted('%s %s %s %s' % (key + (after[key]['hook'],)) for key in after
                                               if handles.get(key, {}).get('identity') != after[key]['identity'])
     if diff:
-        result['diff'] = dict(before=before_text, after=api.text('ruleset') if not check_mode else before_text)
+        result['diff'] = dict(before=before_text, after=api.text('ruleset') if changed and not check_mode
+                              else before_text)
     return result
 
 
-def _manage_table(api, scratch, params, check_mode, diff):
-    request = Request(params['family'], params['table'], params['chains'], params['state'], params['exclusive'])
+def _manage_table(api, scratch, request, check_mode, diff):
     engine = Engine(api, request, scratch)
     before = api.objects('table ' + request.ref)
     before_text = api.text('table ' + request.ref) if before is not None and diff else ''
-    text, changes = engine.plan(before, check_mode)
-    if text and not check_mode:
-        engine.apply(text)
-    result = dict(changed=bool(text), changes=changes)
+    commands, changes = engine.plan(before)
+    if commands and not check_mode:
+        engine.apply(commands)
+    result = dict(changed=bool(commands), changes=changes)
     if diff:
         after_text = before_text
-        if text and not check_mode and not request.delete_table:
-            after_text = api.text('table ' + request.ref)
-        elif text and not check_mode:
-            after_text = ''
+        if commands and not check_mode:
+            after_text = '' if request.delete_table else api.text('table ' + request.ref)
         result['diff'] = dict(before=before_text, after=after_text)
     return result
 
 
+def validate(params):
+    """Check ``params`` (ARGUMENT_SPEC) as far as can be done without a target: names, rules, a ruleset's
+    text. Returns the Request, or the Ruleset to load."""
+    if params['ruleset_file'] or params['ruleset'] is not None:
+        return Ruleset(params)
+    return Request(params['family'], params['table'], params['chains'], params['state'], params['exclusive'])
+
+
 def manage(module, params, check_mode=False, diff=False):
     """Bring one table, or the whole ruleset, of one namespace to ``params`` (ARGUMENT_SPEC); the module's result."""
+    checked = validate(params)
     netns.check_target(params['netns'], params['host'])
     api = open_api(module, params['netns'], params['api'])
-    scratch = scratch_opener(module, params['api'])
-    if params['ruleset_file'] or params['ruleset'] is not None:
-        result = _load(api, scratch, params, check_mode, diff)
-    else:
-        result = _manage_table(api, scratch, params, check_mode, diff)
+    try:
+        scratch = scratch_opener(module, params['api'])
+        if isinstance(checked, Ruleset):
+            result = _load(api, scratch, checked, params['reload'], check_mode, diff)
+        else:
+            result = _manage_table(api, scratch, checked, check_mode, diff)
+    finally:
+        api.close()
     result['api'] = api.name
     return result

@@ -12,11 +12,15 @@ import socket
 import time
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import netns
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
 _UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 
-class ProbeError(Exception):
+TIMEOUT_MS_MAX = 10000  # the first SYN retransmit comes after 1 s: a probe never needs more than a few
+
+
+class ProbeError(PflabError):
     pass
 
 

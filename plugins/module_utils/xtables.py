@@ -22,7 +22,8 @@ import shlex
 
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns
+from ansible_collections.pflab.netfilter.plugins.module_utils import names, netns, proc
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, shown
 
 BUILTIN_CHAINS = {
     'filter': ('INPUT', 'FORWARD', 'OUTPUT'),
@@ -32,6 +33,7 @@ BUILTIN_CHAINS = {
     'security': ('INPUT', 'FORWARD', 'OUTPUT'),
 }
 LOG_PREFIX_MAX = 29
+RULE_MAX = 4096  # characters; iptables-restore reads lines into a buffer of 10 KiB
 # Characters that cannot pass through iptables-restore's line format, or that
 # only a shell would give meaning to.
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"\'\\`$;|&<>]')
@@ -40,7 +42,6 @@ _COMMAND_OPTIONS = frozenset([
     '-X', '--delete-chain', '-F', '--flush', '-P', '--policy', '-E', '--rename-chain', '-t', '--table',
     '-Z', '--zero', '-L', '--list', '-S', '--list-rules',
 ])
-_CHAIN_NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,27}$')
 _ERROR_LINE = re.compile(r'(?:Error occurred at line: |line )(\d+)')
 
 
@@ -60,7 +61,7 @@ ARGUMENT_SPEC = dict(
 )
 
 
-class XtablesError(Exception):
+class XtablesError(PflabError):
     pass
 
 
@@ -109,14 +110,14 @@ def resolve_backend(name, ip_version, runner, get_bin_path):
         path = get_bin_path(stem)
         if not path:
             raise XtablesError('backend auto: %s is not installed on the target' % stem)
-        rc, out, err = runner.module.run_command([path, '--version'])
+        rc, out, err = proc.run([path, '--version'])
         version = to_text(out).strip()
         if '(legacy)' in version:
             name = 'legacy'
         elif '(nf_tables)' in version:
             name = 'nft'
         else:
-            raise XtablesError('backend auto: cannot tell the variant of %s from %r' % (path, version))
+            raise XtablesError('backend auto: cannot tell the variant of %s from %s' % (path, shown(version)))
     return Backend(name, ip_version, runner, get_bin_path)
 
 
@@ -175,6 +176,8 @@ def parse_save(text):
 
 def parse_rule(text):
     """Split one rule given in iptables argument syntax; refuse what restore cannot take."""
+    if len(text) > RULE_MAX:
+        raise XtablesError('the rule is %d characters; at most %d' % (len(text), RULE_MAX))
     tokens = split_words(text)
     if not tokens:
         raise XtablesError('the rule is empty')
@@ -186,8 +189,8 @@ def parse_rule(text):
             raise XtablesError('character %r is not allowed in a rule (no shell ever sees it, but '
                                'iptables-restore lines cannot carry it safely)' % bad.group(0))
         if token == '--log-prefix' and index + 1 < len(tokens) and len(tokens[index + 1]) > LOG_PREFIX_MAX:
-            raise XtablesError('--log-prefix %r is %d characters; the kernel keeps at most %d'
-                               % (tokens[index + 1], len(tokens[index + 1]), LOG_PREFIX_MAX))
+            raise XtablesError('--log-prefix %s is %d characters; the kernel keeps at most %d'
+                               % (shown(tokens[index + 1]), len(tokens[index + 1]), LOG_PREFIX_MAX))
     return tokens
 
 
@@ -218,16 +221,14 @@ class Request:
 
     def __init__(self, table, chains, state, exclusive):
         if table not in BUILTIN_CHAINS:
-            raise XtablesError('unknown table %r; one of %s' % (table, ', '.join(sorted(BUILTIN_CHAINS))))
+            raise XtablesError('unknown table %s; one of %s' % (shown(table), ', '.join(sorted(BUILTIN_CHAINS))))
         self.table = table
         self.state = state
         self.exclusive = exclusive
         self.chains = []
         seen = set()
         for spec in chains:
-            name = spec['name']
-            if not _CHAIN_NAME.match(name or ''):
-                raise XtablesError('chain name %r is invalid: 1-28 letters, digits, _ . + -' % name)
+            name = names.check('xt_chain', spec['name'], 'chain name')
             if name in seen:
                 raise XtablesError('chain %s is given twice' % name)
             seen.add(name)
@@ -239,7 +240,7 @@ class Request:
                 try:
                     tokens.append(parse_rule(text))
                 except XtablesError as e:
-                    raise XtablesError('chain %s rule %d (%s): %s' % (name, number, text, e))
+                    raise XtablesError('chain %s rule %d (%s): %s' % (name, number, shown(text), e))
             self.chains.append({'name': name, 'policy': spec.get('policy'), 'rules': rules, 'tokens': tokens})
 
     def builtin(self, chain):
@@ -252,7 +253,10 @@ class Engine:
     The wanted rules are normalized in a scratch namespace when the chains already
     hold rules to compare with. When they hold none, there is nothing to compare:
     the rules go straight into the one restore transaction, and only if the tool
-    refuses it is the scratch namespace used, to name the rule.
+    refuses it is the scratch namespace used, to name the rule. That shortcut needs
+    the table to exist: iptables-legacy-restore creates a missing table (and
+    registers its hooks) even when it then refuses a rule, so rules for a table the
+    target does not have yet are always tried in a scratch namespace first.
     """
 
     def __init__(self, backend, request):
@@ -263,7 +267,7 @@ class Engine:
         self.rule_lines = []
         for chain in request.chains:
             for number, tokens in enumerate(chain['tokens'], 1):
-                where = 'chain %s rule %d (%s)' % (chain['name'], number, chain['rules'][number - 1])
+                where = 'chain %s rule %d (%s)' % (chain['name'], number, shown(chain['rules'][number - 1]))
                 self.rule_lines.append((rule_line(chain['name'], tokens), where))
 
     def _trial(self, rule_lines, runner):
@@ -293,15 +297,13 @@ class Engine:
                     high = middle
             where = self.rule_lines[high - 1][1] if high else None
             message = self._trial(self.rule_lines[:high], runner)[1] or message
-        return XtablesError('%s%s refused it: %s' % (where + ': ' if where else '', self.backend.restore_cmd, message))
-
-    def _scratch_runner(self, name):
-        return netns.Runner(self.backend.runner.module, name)
+        return XtablesError('%s%s refused it: %s (nothing was applied)' % (
+            where + ': ' if where else '', self.backend.restore_cmd, message))
 
     def normalized(self):
         """The wanted rules as the kernel gives them back, by chain."""
-        with netns.scratch(self.backend.runner.module.run_command) as name:
-            runner = self._scratch_runner(name)
+        with netns.scratch() as name:
+            runner = netns.Runner(name)
             rc, message = self._trial(self.rule_lines, runner)
             if rc != 0:
                 raise self._refused(message, runner)
@@ -312,11 +314,12 @@ class Engine:
         """Return (after table as planned, restore text, changes); no text when nothing changes."""
         table = self.request.table
         before = self.before = before_tables.get(table)
-        if before is None:  # a table that does not exist yet has its built-in chains, policy ACCEPT
+        table_exists = before is not None
+        if not table_exists:  # a table that does not exist yet has its built-in chains, policy ACCEPT
             before = self.before = Table(table)
             for chain in BUILTIN_CHAINS[table]:
                 before.add_chain(chain, 'ACCEPT')
-        self.unchecked = not check_mode and self.request.state == 'present' and \
+        self.unchecked = table_exists and not check_mode and self.request.state == 'present' and \
             not any(before.rules.get(c['name']) for c in self.request.chains)
         if self.unchecked:
             wanted = dict((c['name'], [rule_args(t) for t in c['tokens']]) for c in self.request.chains)
@@ -367,13 +370,14 @@ class Engine:
         if rc == 0:
             return
         if self.unchecked:
-            with netns.scratch(self.backend.runner.module.run_command) as name:
-                runner = self._scratch_runner(name)
+            with netns.scratch() as name:
+                runner = netns.Runner(name)
                 rc, trial_message = self._trial(self.rule_lines, runner)  # line numbers of the trial's layout
                 if rc != 0:
                     raise self._refused(trial_message, runner)
         raise XtablesError('%s refused the change, which was tried first in a scratch namespace '
-                           '(the ruleset changed meanwhile?): %s' % (self.backend.restore_cmd, message))
+                           '(the ruleset changed meanwhile?): %s (the transaction was not applied)'
+                           % (self.backend.restore_cmd, message))
 
 
 def _unique(items):
@@ -385,13 +389,19 @@ def _unique(items):
     return out
 
 
+def validate(params):
+    """The Request of ``params`` (ARGUMENT_SPEC), checked without a target."""
+    return Request(params['table'], params['chains'], params['state'], params['exclusive'])
+
+
 def manage(module, params, check_mode=False, diff=False):
     """Bring one table of one namespace to ``params`` (ARGUMENT_SPEC); the module's result."""
+    request = validate(params)
     netns.check_target(params['netns'], params['host'])
-    runner = netns.Runner(module, params['netns'])
+    runner = netns.Runner(params['netns'])
     backend = resolve_backend(params['backend'], params['ip_version'], runner, module.get_bin_path)
     table = params['table']
-    engine = Engine(backend, Request(table, params['chains'], params['state'], params['exclusive']))
+    engine = Engine(backend, request)
     before = backend.save().get(table)
     after, text, changes = engine.plan({table: before} if before else {}, check_mode)
     if not text:

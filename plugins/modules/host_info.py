@@ -53,7 +53,7 @@ os:
   type: dict
   sample: {id: debian, id_like: [], version_id: '12'}
 tools:
-  description: For each of C(iptables), C(iptables-legacy), C(iptables-nft), C(nft), C(ip), C(nc), C(nsenter) and C(sysctl),
+  description: For each of C(iptables), C(iptables-legacy), C(iptables-nft), C(nft), C(ip), C(nc) and C(nsenter),
     its path (null when missing) and the first line of its version (null when it has none).
   returned: always
   type: dict
@@ -81,14 +81,13 @@ python_modules:
   sample: {pyroute2: true, nftables: true}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.pflab.netfilter.plugins.module_utils import host
+from ansible_collections.pflab.netfilter.plugins.module_utils import host, proc
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
 def main():
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
-    facts = host.gather(module.get_bin_path, module.run_command)
+    module = PflabModule(argument_spec={}, supports_check_mode=True)
+    facts = host.gather(module.get_bin_path, proc.run)
     module.exit_json(changed=False, **facts)
 
 

@@ -23,7 +23,10 @@ description:
     lock). When any rule is refused, nothing is applied and the error names the rule and repeats the
     tool's message.
   - Reading never creates a table. C(*-save) without C(-t) dumps only the tables that exist, so an absent
-    iptables-legacy table is not created, and its hooks not registered, until a change is written to it.
+    iptables-legacy table is not created, and its hooks not registered, until a change is written to it. Rules for
+    a table the target does not have yet are always tried in a scratch namespace first, since
+    C(iptables-legacy-restore) creates the table even when it then refuses a rule; so a refused call leaves the
+    target's tables as they were.
 author:
   - pflab.netfilter developers (@pflab)
 requirements:
@@ -95,7 +98,8 @@ attributes:
 notes:
   - Rules cannot hold quotes, backslashes, control characters or the shell metacharacters C($ ` ; | & < >),
     since they travel in iptables-restore's line format.
-  - A C(--log-prefix) longer than 29 characters is refused; the kernel would cut it.
+  - A C(--log-prefix) longer than 29 characters is refused; the kernel would cut it. A rule is at most 4096
+    characters.
 seealso:
   - module: pflab.netfilter.nft_rules
   - module: pflab.netfilter.netns_lab
@@ -159,16 +163,16 @@ rules:
   sample: {INPUT: ['-p tcp -m tcp --dport 12345 -j LOG --log-prefix ipt-input', '-p tcp -m tcp --dport 12345 -j DROP']}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns, xtables
+from ansible_collections.pflab.netfilter.plugins.module_utils import xtables
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=xtables.ARGUMENT_SPEC, supports_check_mode=True)
+    module = PflabModule(argument_spec=xtables.ARGUMENT_SPEC, supports_check_mode=True)
     try:
         result = xtables.manage(module, module.params, module.check_mode, module._diff)
-    except (xtables.XtablesError, netns.TargetError, OSError) as e:
+    except (PflabError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(**result)
 

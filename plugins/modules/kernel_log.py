@@ -52,7 +52,9 @@ attributes:
     description: No diff is produced.
 notes:
   - LOG rules in a network namespace other than the initial one write nothing unless the
-    host-wide sysctl C(net.netfilter.nf_log_all_netns) is 1; the P(pflab.netfilter.lab_host#role) role sets it.
+    host-wide sysctl C(net.netfilter.nf_log_all_netns) is 1; it is 1 while a lab made with
+    O(pflab.netfilter.netns_lab#module:nf_log_all_netns=true) (the P(pflab.netfilter.lab#role) role's default) or a
+    scenario run exists.
   - The ring is shared by the whole host, so choose prefixes that tell your experiment's lines apart.
 seealso:
   - module: pflab.netfilter.probe
@@ -138,13 +140,13 @@ lost:
   sample: 0
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pflab.netfilter.plugins.module_utils import kmsg
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
 def main():
-    module = AnsibleModule(
+    module = PflabModule(
         argument_spec=dict(
             action=dict(type='str', default='mark', choices=['mark', 'collect']),
             cursor=dict(type='int'),
@@ -154,12 +156,14 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    if p['action'] == 'collect' and p['cursor'] is None:
+        module.fail_json(msg='action=collect needs a cursor (from an earlier action=mark)')
     try:
         ring = kmsg.read_ring()
         if p['action'] == 'mark':
             module.exit_json(changed=False, cursor=kmsg.cursor_after(ring))
         new, lost, cursor = kmsg.since(ring, p['cursor'])
-    except (kmsg.KmsgError, OSError) as e:
+    except (PflabError, OSError) as e:
         module.fail_json(msg='reading %s: %s' % (kmsg.KMSG_PATH, e))
     module.exit_json(changed=False, cursor=cursor, lost=lost, records=kmsg.log_records(new, p['prefixes']))
 

@@ -84,13 +84,13 @@ argv:
   sample: [/usr/bin/nc, -l, -k, '12345']
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.pflab.netfilter.plugins.module_utils.listener import Listener, ListenerError
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+from ansible_collections.pflab.netfilter.plugins.module_utils.listener import Listener
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
 def main():
-    module = AnsibleModule(
+    module = PflabModule(
         argument_spec=dict(
             netns=dict(type='str', required=True),
             port=dict(type='int', default=12345),
@@ -112,7 +112,7 @@ def main():
                 pid = None
         elif pid is None and not module.check_mode:
             listener.forget()  # a stale pidfile left by a listener that died
-    except (ListenerError, OSError) as e:
+    except (PflabError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=changed, pid=pid, pidfile=listener.pidfile, argv=listener.argv)
 

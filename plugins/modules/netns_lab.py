@@ -22,6 +22,8 @@ description:
     since nothing routes between labs.
   - O(state=absent) stops every process still running in the lab's namespaces and removes
     every namespace of the lab (whatever its roles), which removes their veths. Nothing else is touched.
+  - The lab is recorded in C(/run/pflab/labs/<name>.json) as kept until removed. A lab of the same name left by a
+    scenario run that was killed is removed first; a running scenario's lab is refused.
 author:
   - pflab.netfilter developers (@pflab)
 requirements:
@@ -58,6 +60,14 @@ options:
       - The default lies in 198.18.0.0/15, the range reserved for network benchmarking.
     type: str
     default: 198.18.0.0/24
+  nf_log_all_netns:
+    description:
+      - The lab's LOG rules need the host-wide sysctl C(net.netfilter.nf_log_all_netns=1), without which LOG in a
+        namespace writes nothing. It is set to 1 while any lab that needs it exists, and set back to its original
+        value when the last one is removed.
+    type: bool
+    default: false
+    version_added: 0.5.0
 attributes:
   check_mode:
     support: full
@@ -139,19 +149,22 @@ killed_pids:
   sample: []
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import lab as lab_engine
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
 def main():
-    module = AnsibleModule(
+    module = PflabModule(
         argument_spec=dict(
             name=dict(type='str', required=True),
             state=dict(type='str', default='present', choices=['present', 'absent']),
             namespaces=dict(type='list', elements='str', default=['client', 'server']),
             links=dict(type='list', elements='list'),
             subnet=dict(type='str', default=lab_engine.DEFAULT_SUBNET),
+            nf_log_all_netns=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )
@@ -160,13 +173,14 @@ def main():
     p = module.params
     try:
         if p['state'] == 'absent':
-            changes, killed = lab_engine.remove_lab(module.run_command, p['name'], module.check_mode)
+            lab_engine.check_lab_id(p['name'])
+            changes, killed = lab_engine.discard(p['name'], module.check_mode)
             result = dict(lab=dict(name=p['name']), changes=changes, killed_pids=killed)
         else:
             plan = lab_engine.LabPlan(p['name'], p['namespaces'], p['links'], p['subnet'])
-            changes = lab_engine.Lab(plan, module.check_mode).present()
+            changes = lab_engine.keep(plan, p['nf_log_all_netns'], module.check_mode)
             result = dict(lab=plan.as_result(), changes=changes, killed_pids=[])
-    except (lab_engine.LabError, OSError) as e:
+    except (PflabError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=bool(result['changes']), **result)
 

@@ -16,13 +16,15 @@ description:
   - Manages one nftables table with its chains (base chains with type, hook, priority, policy and netdev
     device) and their rules, inside a network namespace or, with O(host=true), on the host, through the
     libnftables JSON API, the Python binding when importable, else C(nft -j) (same JSON either way).
-  - Rules are given as nft rule text and compared in the JSON form the kernel gives back. When a chain already
-    holds rules, the wanted rules are first added in a scratch network namespace, which validates them and
-    yields that form.
-  - All changes of one call are one nft transaction; when any rule is refused nothing is applied and the error
-    names the rule and repeats nft's message.
+  - Rules are given as nft rule text and compared in the JSON form the kernel gives back. The wanted rules are
+    first added in a scratch network namespace, which validates them and yields that form.
+  - All changes of one call are one nft transaction, sent as JSON built from the checked fields and the kernel's
+    rendering of the rules; no text given to the module reaches the target as text. When any rule is refused
+    nothing is applied and the error names the rule and repeats nft's message (without the input lines nft echoes).
+  - The Python binding runs in a child process per namespace, since libnftables aborts its process on some inputs;
+    such a crash fails the call with the signal's name.
   - With O(ruleset_file) or O(ruleset), loads a whole ruleset the way the article does (C(nft -f)), but only when
-    the ruleset would change (or with O(reload)). A file that deletes and re-creates base chains (C(flush ruleset))
+    the ruleset would change (or with O(reload)). A ruleset may not C(include) other files. A file that deletes and re-creates base chains (C(flush ruleset))
     re-registers their hooks, which changes their order against other hooks of equal priority; RV(reregistered_hooks)
     lists them.
 author:
@@ -68,11 +70,12 @@ options:
         type: str
         choices: [accept, drop]
       device:
-        description: Device of a netdev base chain.
+        description: Device of a netdev base chain, an interface name (at most 15 characters, no quotes or spaces).
         type: str
       rules:
         description:
-          - Rules as nft rule text, for example C(tcp dport 12345 log prefix "nft-input " level warn accept).
+          - Rules as nft rule text, for example C(tcp dport 12345 log prefix "nft-input " level warn accept); one
+            rule per entry, without newlines, other control characters or C(;), at most 65536 characters.
           - With O(state=absent) and no O(chains[].rules), the chain is deleted.
         type: list
         elements: str
@@ -90,6 +93,8 @@ options:
   ruleset_file:
     description:
       - Path on the target of a ruleset file to load as C(nft -f) does, instead of O(table) and O(chains).
+      - A regular file of UTF-8 text, at most 16 MiB, without C(include) statements. Errors give nft's diagnostics
+        with the file's line and column, never the file's lines.
     type: path
   ruleset:
     description:
@@ -173,16 +178,16 @@ reregistered_hooks:
   sample: ['inet filter input input']
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nft
+from ansible_collections.pflab.netfilter.plugins.module_utils import nft
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=nft.ARGUMENT_SPEC, supports_check_mode=True, **nft.ARGUMENT_RULES)
+    module = PflabModule(argument_spec=nft.ARGUMENT_SPEC, supports_check_mode=True, **nft.ARGUMENT_RULES)
     try:
         result = nft.manage(module, module.params, module.check_mode, module._diff)
-    except (nft.NftError, netns.TargetError, OSError) as e:
+    except (PflabError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(**result)
 

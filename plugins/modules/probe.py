@@ -40,7 +40,7 @@ options:
     default: 12345
   timeout_ms:
     description:
-      - How long to wait for the connection, in milliseconds.
+      - How long to wait for the connection, in milliseconds, at most 10000.
     type: int
     default: 200
 attributes:
@@ -96,14 +96,15 @@ source_port:
 
 import ipaddress
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import probe
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
 def main():
-    module = AnsibleModule(
+    module = PflabModule(
         argument_spec=dict(
             netns=dict(type='str', required=True),
             address=dict(type='str', required=True),
@@ -119,11 +120,11 @@ def main():
         module.fail_json(msg='address %r is not an IP address' % p['address'])
     if not 1 <= p['port'] <= 65535:
         module.fail_json(msg='port %d is out of range 1-65535' % p['port'])
-    if p['timeout_ms'] < 1:
-        module.fail_json(msg='timeout_ms must be at least 1')
+    if not 1 <= p['timeout_ms'] <= probe.TIMEOUT_MS_MAX:
+        module.fail_json(msg='timeout_ms must be from 1 to %d, got %d' % (probe.TIMEOUT_MS_MAX, p['timeout_ms']))
     try:
         outcome, elapsed_ms, source_port = probe.tcp_connect(p['netns'], address, p['port'], p['timeout_ms'])
-    except (probe.ProbeError, OSError) as e:
+    except (PflabError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=False, reached=outcome == 'connected', outcome=outcome, elapsed_ms=elapsed_ms,
                      source_port=source_port)

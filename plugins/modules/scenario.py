@@ -25,7 +25,8 @@ author:
 requirements:
   - iproute2, netcat-openbsd, and nftables and iptables for the steps that use them, on the target
   - C(jsonschema) on the controller
-  - root on the target, and C(net.netfilter.nf_log_all_netns=1) for LOG rules in namespaces (role pflab.netfilter.lab_host)
+  - root on the target; the run sets C(net.netfilter.nf_log_all_netns=1), without which LOG rules in namespaces
+    write nothing, and sets it back after the last run or lab that needs it
 options:
   src:
     description: Path on the controller of a scenario file (YAML). One of O(src) and O(scenario) is required.
@@ -55,7 +56,7 @@ options:
     description: Lab id for the run; its namespaces are C(pfl-<lab>-<role>). Default C(sc-<pid>).
     type: str
   timeout:
-    description: Seconds the whole run may take; then the lab is removed and the task fails.
+    description: Seconds the whole run may take (at most 3600); then the lab is removed and the task fails.
     type: int
     default: 30
 attributes:
@@ -149,11 +150,15 @@ hooks:
   description:
     - Hooks registered at probe time, in registration order; C(registered) counts registrations in the namespace,
       C(step) is the step that registered it, C(log_prefixes) the LOG prefixes of its chain.
+    - C(walks), for each probe whose packet passes the hook, what its chain does to that packet (the SYN, or the
+      SYN-ACK back), read from the rules; C(logs) are the LOG prefixes it hits in order, C(certain) false where the
+      match depends on something the reading does not model; C(verdict) is V(accept), V(drop) or V(maybe).
   returned: when RV(status=ran)
   type: list
   elements: dict
   sample: [{filter: iptables-legacy, family: ip, table: filter, chain: INPUT, hook: input, priority: 0, step: 1,
-            registered: 1, netns: server, log_prefixes: [ipt-input]}]
+            registered: 1, netns: server, log_prefixes: [ipt-input],
+            walks: [{probe: 1, packet: syn, logs: [{prefix: ipt-input, certain: true}], verdict: drop}]}]
 unregistered:
   description: Hooks a later step removed (for example iptables-nft's tables deleted by C(flush ruleset)).
   returned: when RV(status=ran)
@@ -169,16 +174,31 @@ probes:
 trace:
   description:
     - The LOG records of the probes' SYN and SYN-ACK, in kernel sequence order, with their µs timestamps.
+    - A record belongs to a probe only when it has the probe's addresses and ports and names only this lab's
+      interfaces, whose names carry a tag no other live lab has (C(<tag>-<peer role>)).
   returned: when RV(status=ran)
   type: list
   elements: dict
   sample: [{seq: 3412, timestamp_us: 91234567, prefix: nft-input, probe: 1, direction: received, packet: syn,
-            tcp_flags: [SYN], fields: {IN: to-client, OUT: '', SRC: 198.18.0.1, DST: 198.18.0.2, SPT: '40312', DPT: '12345'}}]
+            tcp_flags: [SYN], fields: {IN: k3x9-client, OUT: '', SRC: 198.18.0.1, DST: 198.18.0.2, SPT: '40312',
+            DPT: '12345'}}]
 lost:
   description: Kernel log records overwritten before they were read (the trace may miss lines when not 0).
   returned: when RV(status=ran)
   type: int
   sample: 0
+foreign:
+  description: Kernel log records with a probe's addresses and ports from interfaces outside this lab (another lab's,
+    or anyone's), left out of the trace.
+  returned: when RV(status=ran)
+  type: int
+  sample: 0
+cleaned:
+  description: What the run removed before it started, left by runs whose owner is gone (see M(pflab.netfilter.lab_cleanup)).
+  returned: when RV(status=ran)
+  type: list
+  elements: str
+  sample: ['remove lab sc-4121: its owner, pid 4121, is gone', 'remove namespace pfl-sc-4121-server']
 observed:
   description: Whether every probe connected, and the trace's prefixes in order.
   returned: when RV(status=ran)
@@ -191,13 +211,16 @@ duration_ms:
   sample: 180.4
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pflab.netfilter.plugins.module_utils import scenario
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import lab, scenario
+
+TIMEOUT_MAX = 3600
 
 
 def main():
-    module = AnsibleModule(
+    module = PflabModule(
         argument_spec=dict(
             src=dict(type='path'),
             scenario=dict(type='dict'),
@@ -212,14 +235,14 @@ def main():
     if p['scenario'] is None:
         module.fail_json(msg='the scenario was not read: run this module through its action plugin '
                              '(pflab.netfilter.scenario in a task), which reads src on the controller')
-    if p['timeout'] < 1:
-        module.fail_json(msg='timeout must be at least 1 second')
+    if not 1 <= p['timeout'] <= TIMEOUT_MAX:
+        module.fail_json(msg='timeout must be from 1 to %d seconds, got %d' % (TIMEOUT_MAX, p['timeout']))
     try:
         runner = scenario.Runner(module, p['scenario'], p['lab'], p['timeout'])
         if module.check_mode:
             module.exit_json(changed=False, id=p['scenario']['id'], status='not run', scenario=p['scenario'])
         result = runner.run()
-    except (scenario.ScenarioError, lab.LabError, OSError) as e:
+    except (PflabError, OSError) as e:
         module.fail_json(msg=str(e), scenario=p['scenario'])
     module.exit_json(changed=False, scenario=p['scenario'], **result)
 

@@ -5,7 +5,10 @@
 
 Pure functions: hosts' results in, the document of schemas/report.schema.json out.
 The order rule checked here is the kernel's: hooks at one point run by priority,
-lowest first; at equal priority the hook registered last runs first.
+lowest first; at equal priority the hook registered last runs first. What each
+hook's chain does to a probe's packet (which LOG rules it hits, for sure or maybe,
+and whether it drops) comes from the target (module_utils.matcher), so the trace
+the rule predicts holds only the LOG rules the packet can hit.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +22,10 @@ RULE = 'different priorities: lowest first; equal priorities: the hook registere
 ARTICLE_CONCLUSION = 'nftables has precedence over iptables'
 # Hook points a locally delivered connection attempt crosses in the server, in path order.
 PATH = (('received', 'prerouting'), ('received', 'input'), ('sent', 'output'), ('sent', 'postrouting'))
+# The points a probe's packets cross, in order: its SYN out of 'from' and into 'to', the SYN-ACK back.
+PROBE_POINTS = (('from', 'output'), ('from', 'postrouting'), ('to', 'prerouting'), ('to', 'input'),
+                ('to', 'output'), ('to', 'postrouting'), ('from', 'prerouting'), ('from', 'input'))
+STATUSES = ('reproduced', 'differs', 'skipped', 'not run', 'failed', 'missing')
 _IPV4_FAMILIES = ('ip', 'inet')
 _VERSION_KEYS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
 
@@ -75,8 +82,39 @@ def _mark_stop(points, reached):
     return dict((k, stop[k]) for k in ('filter', 'family', 'table', 'chain', 'hook')) if stop else None
 
 
-def predicted_trace(points):
-    return [prefix for point in points for stage in point['stages'] for prefix in stage['log_prefixes']]
+def _walk(entry, number):
+    return next((w for w in entry.get('walks', []) if w['probe'] == number), None)
+
+
+def predicted(run, number):
+    """The trace the order rule predicts for probe ``number``, (prefix, required) in kernel order; and
+    whether the probe surely stops (then it cannot connect).
+
+    The probe's points in path order, each point's hooks in the order the kernel runs
+    them; a LOG rule the packet hits for sure is required, one it may hit is optional; a
+    sure drop ends the path, a possible drop makes the rest optional.
+    """
+    probe = run['probes'][number - 1]
+    items, sure = [], True
+    for side, hook in PROBE_POINTS:
+        entries = [e for e in run.get('hooks', []) if e['netns'] == probe.get(side) and e['hook'] == hook
+                   and _walk(e, number)]
+        for entry in hook_order(entries):
+            walk = _walk(entry, number)
+            items += [(log['prefix'], sure and log['certain']) for log in walk['logs']]
+            if walk['verdict'] == 'drop' and sure:
+                return items, True
+            sure = sure and walk['verdict'] == 'accept'
+    return items, False
+
+
+def fits(observed, items):
+    """Whether ``observed`` (prefixes) is ``items`` (prefix, required) with only optional items left out."""
+    consumed = set([0])  # how much of ``observed`` the items so far can stand for
+    for prefix, required in items:
+        matched = set(n + 1 for n in consumed if n < len(observed) and observed[n] == prefix)
+        consumed = matched if required else matched | consumed
+    return len(observed) in consumed
 
 
 def _order_sentences(points):
@@ -102,17 +140,21 @@ def evaluate(scenario, run):
     """One scenario on one host: status, reasons, the drawn path and the rule check."""
     if run is None:
         return dict(status='missing', reasons=['no result from this host (unreachable, or failed before the run)'])
+    if run.get('status') == 'not run' and not run.get('failed'):
+        return dict(status='not run', reasons=['check mode: the scenario was checked, nothing ran'])
     if run.get('failed') or run.get('status') not in ('ran', 'skipped'):
-        return dict(status='failed', reasons=[run.get('msg') or 'the scenario module failed'])
+        return dict(status='failed', reasons=['%s' % (run.get('msg') or 'the scenario module failed',)])
     if run['status'] == 'skipped':
-        return dict(status='skipped', reasons=[run.get('reason') or 'skipped'])
+        return dict(status='skipped', reasons=['%s' % (run.get('reason') or 'skipped',)])
     observed = run['observed']
     expect = scenario['expect']
     points = path_of(run)
     stop = _mark_stop(points, observed['reached'])
-    predicted = predicted_trace(points)
-    rule_holds = observed['trace'] == predicted[:len(observed['trace'])] and (
-        not observed['reached'] or observed['trace'] == predicted)
+    probes = run.get('probes', [])
+    predictions = [predicted(run, number) for number in range(1, len(probes) + 1)]
+    rule_holds = all(fits([r['prefix'] for r in run.get('trace', []) if r['probe'] == number], items)
+                     and not (stops and probe.get('outcome') == 'connected')
+                     for number, (probe, (items, stops)) in enumerate(zip(probes, predictions), 1))
     reasons = []
     if observed['reached'] != expect['reached']:
         reasons.append('expected the connection to %s, it %s' % (
@@ -128,6 +170,9 @@ def evaluate(scenario, run):
     if run.get('lost'):
         reasons.append('%d kernel log records were lost before they were read: the trace may be incomplete'
                        % run['lost'])
+    if run.get('foreign'):
+        reasons.append('%d kernel log records had the probes\' addresses and ports but came through interfaces of '
+                       'no namespace of this lab: they are not in the trace' % run['foreign'])
     status = 'reproduced' if observed['reached'] == expect['reached'] and observed['trace'] == expect['trace'] \
         and not run.get('lost') else 'differs'
     return dict(
@@ -137,20 +182,23 @@ def evaluate(scenario, run):
         observed=dict(reached=observed['reached'], trace=observed['trace'], lost=run.get('lost', 0)),
         probes=run.get('probes', []),
         trace=run.get('trace', []),
+        foreign=run.get('foreign', 0),
         steps=run.get('steps', []),
         unregistered=run.get('unregistered', []),
         path=points,
         stopped_at=stop,
-        rule=dict(predicted=predicted, holds=rule_holds),
+        rule=dict(predicted=[prefix + ('' if required else '?') for prefix, required in
+                             (predictions[0][0] if predictions else [])], holds=rule_holds),
         duration_ms=run.get('duration_ms'),
     )
 
 
 def _host_facts(name, runs):
     for run in runs:
-        if run and run.get('kernel'):
-            versions = run.get('versions') or {}
-            return dict(name=name, kernel=run['kernel'], versions=dict((k, versions.get(k)) for k in _VERSION_KEYS))
+        if isinstance(run, dict) and isinstance(run.get('kernel'), str):
+            versions = run.get('versions') if isinstance(run.get('versions'), dict) else {}
+            return dict(name=name, kernel=run['kernel'], versions=dict(
+                (k, versions.get(k) if isinstance(versions.get(k), str) else None) for k in _VERSION_KEYS))
     return dict(name=name, kernel=None, versions=dict((k, None) for k in _VERSION_KEYS))
 
 
@@ -166,16 +214,34 @@ def _article_check(scenario_id, host, result):
     return None
 
 
+def _usable(scenario):
+    expect = scenario.get('expect') if isinstance(scenario, dict) else None
+    return isinstance(expect, dict) and all(isinstance(scenario.get(k), str) for k in ('id', 'title', 'source')) \
+        and isinstance(expect.get('trace'), list) and all(isinstance(p, str) for p in expect['trace']) \
+        and isinstance(expect.get('reached'), (bool, type(None))) and isinstance(scenario.get('notes', ''), str)
+
+
 def scenario_of(run, index):
     """The scenario a result is of; for a scenario that could not be read, a stand-in named after the loop item."""
-    if run.get('scenario'):
+    run = run if isinstance(run, dict) else {}
+    if _usable(run.get('scenario')):
         return run['scenario']
     item = run.get('item')
     src = item.get('src') if isinstance(item, dict) else item
     variant = item.get('variant') or {} if isinstance(item, dict) else {}
-    name = variant.get('id') or (os.path.splitext(os.path.basename(src))[0] if src else 'scenario-%d' % (index + 1))
-    return dict(id=name, title='not run', source=src or 'unknown', notes='',
+    name = variant.get('id') if isinstance(variant, dict) else None
+    if not isinstance(name, str):
+        name = os.path.splitext(os.path.basename(src))[0] if isinstance(src, str) and src else 'scenario-%d' % (index + 1)
+    return dict(id=name, title='not run', source=src if isinstance(src, str) and src else 'unknown', notes='',
                 expect=dict(reached=None, trace=[]))
+
+
+def _evaluated(scenario, run):
+    """evaluate(), or a failure when the host's result is not one this report can read (a host may send anything)."""
+    try:
+        return evaluate(scenario, run)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        return dict(status='failed', reasons=['the host returned a result this report cannot read (%s)' % type(e).__name__])
 
 
 def problems(document, statuses):
@@ -202,7 +268,7 @@ def build(suite, run_id, generated, hosts_runs):
     for scenario in scenarios:
         results = []
         for host, dummy in hosts_runs:
-            result = evaluate(scenario, by_host[host].get(scenario['id']))
+            result = _evaluated(scenario, by_host[host].get(scenario['id']))
             result['host'] = host
             results.append(result)
             for point, first, second in _pairs(result.get('path', [])):
@@ -229,8 +295,7 @@ def build(suite, run_id, generated, hosts_runs):
         generated=generated,
         hosts=hosts,
         host_facts_differ=dict((key, len(set(h['versions'][key] for h in hosts)) > 1) for key in _VERSION_KEYS),
-        summary=dict((status, statuses.count(status)) for status in
-                     ('reproduced', 'differs', 'skipped', 'failed', 'missing')),
+        summary=dict((status, statuses.count(status)) for status in STATUSES),
         rule=_rule_summary(rule_rows),
         article=_article_summary(article_rows),
         scenarios=out,

@@ -1,19 +1,29 @@
 # -*- coding: utf-8 -*-
 # Copyright: pflab.netfilter contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Scenario files on the controller: reading, checking against the JSON Schema, matrix variants."""
+"""Scenario files on the controller: reading, checking against the JSON Schema, matrix variants.
+
+A scenario file may come from someone else. It is read only when it is a regular
+file of at most MAX_BYTES, its YAML may not expand (through aliases) into more than
+MAX_NODES nodes (a few KB of nested aliases would otherwise keep the controller busy
+for minutes), and errors quote none of its values at length.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import copy
+import functools
 import json
 import os
 import re
+import stat
 import traceback
 
 import yaml
+
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, clip, shown
 
 try:
     import jsonschema
@@ -26,17 +36,34 @@ else:
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), '..', '..', 'schemas', 'scenario.schema.json')
 VARIANT_KEYS = frozenset(['id', 'title', 'label', 'expect', 'notes', 'reverse', 'nft_priority', 'iptables_backend', 'reload'])
 _MAX_ERRORS = 10
+MAX_BYTES = 1 << 20
+MAX_NODES = 100000
 # "hook input priority 0" or "hook ingress device eth0 priority -10" in nft text
 _NFT_PRIORITY = re.compile(r'(\bhook\s+\w+\s+(?:device\s+"?[^\s;"]+"?\s+)?priority\s+)([^\s;]+)')
 
 
-class ScenarioFileError(Exception):
+class ScenarioFileError(PflabError):
     pass
 
 
-def _load_schema():
+def _ecma_pattern(validator, pattern, instance, schema):
+    """JSON Schema patterns are ECMA-262 regexes, whose '$' matches only at the end of the text; Python's
+    also matches before a final newline, which would let "name\n" pass '^[a-z]+$'."""
+    if validator.is_type(instance, 'string') and not _compiled(pattern).search(instance):
+        yield jsonschema.ValidationError('%s does not match %s' % (shown(instance), pattern))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(pattern):
+    return re.compile(re.sub(r'(?<!\\)\$', r'\\Z', pattern))
+
+
+@functools.lru_cache(maxsize=1)
+def _validator():
     with open(SCHEMA_PATH) as f:
-        return json.load(f)
+        schema = json.load(f)
+    cls = jsonschema.validators.extend(jsonschema.Draft202012Validator, {'pattern': _ecma_pattern})
+    return cls(schema)
 
 
 def _field(path):
@@ -50,26 +77,83 @@ def check(data, origin):
     """Raise ScenarioFileError naming ``origin`` and each failing field unless ``data`` fits the schema."""
     if jsonschema is None:
         raise ScenarioFileError('checking %s needs the jsonschema Python library on the controller' % origin)
-    validator = jsonschema.Draft202012Validator(_load_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = ['%s: %s' % (_field(e.absolute_path), e.message) for e in errors[:_MAX_ERRORS]]
+        lines = ['%s: %s' % (clip(_field(e.absolute_path), 200), _message(e)) for e in errors[:_MAX_ERRORS]]
         if len(errors) > _MAX_ERRORS:
             lines.append('... and %d more' % (len(errors) - _MAX_ERRORS))
         raise ScenarioFileError('%s is not a valid scenario:\n  %s' % (origin, '\n  '.join(lines)))
 
 
+def _message(error):
+    """jsonschema's message, with the refused value quoted short."""
+    text = error.message
+    if not isinstance(error.instance, (dict, list)) or len(text) > 200:
+        text = text.replace(repr(error.instance), shown(error.instance))
+    return clip(text, 300)
+
+
+def _expanded_nodes(node, limit):
+    """How many nodes ``node`` stands for once every alias is expanded, counting up to ``limit``."""
+    memo, active = {}, set()
+
+    def size(current):
+        key = id(current)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            raise ScenarioFileError('an alias refers to itself')
+        active.add(key)
+        total = 1
+        if isinstance(current, yaml.SequenceNode):
+            children = current.value
+        elif isinstance(current, yaml.MappingNode):
+            children = [item for pair in current.value for item in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        active.discard(key)
+        memo[key] = total
+        return total
+
+    return size(node) if node is not None else 0
+
+
 def load(path):
     """The scenario in file ``path``, checked against the schema."""
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        with open(path, 'rb') as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ScenarioFileError('scenario %s is not a regular file' % path)
+            if st.st_size > MAX_BYTES:
+                raise ScenarioFileError('scenario %s is %d bytes; at most %d' % (path, st.st_size, MAX_BYTES))
+            text = f.read(MAX_BYTES + 1).decode('utf-8')
     except (IOError, OSError) as e:
-        raise ScenarioFileError('cannot read scenario %s: %s' % (path, e))
+        raise ScenarioFileError('cannot read scenario %s: %s' % (path, e.strerror or e))
+    except UnicodeDecodeError:
+        raise ScenarioFileError('scenario %s is not UTF-8 text' % path)
+    try:
+        nodes = _expanded_nodes(yaml.compose(text, Loader=yaml.SafeLoader), MAX_NODES)
+        if nodes > MAX_NODES:
+            raise ScenarioFileError('%s expands to more than %d YAML nodes through its aliases' % (path, MAX_NODES))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ScenarioFileError('%s is not valid YAML: %s' % (path, e))
+        raise ScenarioFileError('%s is not valid YAML: %s' % (path, clip(_yaml_problem(e), 300)))
+    except RecursionError:
+        raise ScenarioFileError('%s nests deeper than a scenario can' % path)
     check(data, path)
     return data
+
+
+def _yaml_problem(error):
+    """Where and what, without the lines of the file that PyYAML quotes around the mark."""
+    mark = getattr(error, 'problem_mark', None)
+    problem = getattr(error, 'problem', None) or getattr(error, 'context', None) or 'cannot be parsed'
+    return '%s%s' % ('line %d, column %d: ' % (mark.line + 1, mark.column + 1) if mark else '', problem)
 
 
 def _set_priority(step, priority):
@@ -83,9 +167,11 @@ def _set_priority(step, priority):
 
 def apply_variant(scenario, variant, origin):
     """A copy of ``scenario`` changed by ``variant`` (see the scenario module's variant option)."""
-    unknown = sorted(set(variant) - VARIANT_KEYS)
+    if not isinstance(variant, dict):
+        raise ScenarioFileError('%s: a variant is a mapping, got %s' % (origin, shown(variant)))
+    unknown = sorted(str(k) for k in set(variant) - VARIANT_KEYS)
     if unknown:
-        raise ScenarioFileError('%s: unknown variant keys %s (known: %s)' % (origin, unknown, sorted(VARIANT_KEYS)))
+        raise ScenarioFileError('%s: unknown variant keys %s (known: %s)' % (origin, shown(unknown), sorted(VARIANT_KEYS)))
     out = copy.deepcopy(scenario)
     steps = out['steps']
     if variant.get('reverse'):

@@ -6,6 +6,10 @@ firewall rules, qdiscs and links are byte-identical afterwards, and puts
 net.netfilter.nf_log_all_netns (the one host-wide change allowed) back.
 """
 
+import contextlib
+import glob
+import importlib
+import io
 import json
 import os
 import subprocess
@@ -14,13 +18,15 @@ import sys
 import ansible_runner
 import pytest
 import yaml
+from ansible.module_utils.testing import patch_module_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INVENTORY = os.path.join(ROOT, 'inventory', 'localhost.yml')
 SYSCTL = '/proc/sys/net/netfilter/nf_log_all_netns'
-STATE_FILE = '/var/lib/pflab/net.netfilter.nf_log_all_netns.orig'
-# Labs tests make: their own (itest*) and the scenario runner's (sc-<pid>).
-TEST_LAB_PREFIXES = ('pfl-itest', 'pfl-sc-')
+STATE_FILE = '/run/pflab/nf_log_all_netns.orig'
+MARKERS = '/run/pflab/labs'
+# Labs tests make: their own (itest*) and the scenario runner's (sc-<pid>); and scratch namespaces.
+TEST_LAB_PREFIXES = ('pfl-itest', 'pfl-sc-', 'pflscratch-')
 
 # ansible-runner starts ansible-playbook from PATH: use the one beside this Python.
 os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']
@@ -48,6 +54,13 @@ def host_state():
     return {' '.join(argv): _strip_counters(_out(argv)) for argv in HOST_VIEWS}
 
 
+def ns_state(name):
+    """What a namespace holds that a call could change: legacy tables and rules, the nft ruleset, links."""
+    views = [['iptables-legacy-save'], ['ip6tables-legacy-save'], ['nft', 'list', 'ruleset'],
+             ['cat', '/proc/net/ip_tables_names'], ['cat', '/proc/net/ip6_tables_names'], ['ip', '-o', 'link']]
+    return {' '.join(argv): _strip_counters(_out(['nsenter', '--net=/run/netns/' + name] + argv)) for argv in views}
+
+
 def netns_names():
     return [line.split()[0] for line in _out(['ip', 'netns', 'list']).splitlines() if line.strip()]
 
@@ -58,6 +71,9 @@ def remove_test_labs(prefixes=TEST_LAB_PREFIXES):
             for pid in _out(['ip', 'netns', 'pids', name]).split():
                 subprocess.run(['kill', '-9', pid], check=False)
             subprocess.run(['ip', 'netns', 'del', name], check=False)
+    for marker in glob.glob(os.path.join(MARKERS, '*.json')):
+        if ('pfl-' + os.path.basename(marker)).startswith(prefixes):
+            os.unlink(marker)
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -88,10 +104,15 @@ def clean_labs():
 class Ansible:
     def __init__(self, tmp_path):
         self.tmp_path = tmp_path
+        self.runs = 0
 
     def _run(self, **kwargs):
+        # A folder per run: ansible-runner keeps a run's command line (--check) in its folder for the next.
+        self.runs += 1
+        folder = self.tmp_path / ('run-%d' % self.runs)
+        folder.mkdir()
         result = ansible_runner.run(
-            private_data_dir=str(self.tmp_path),
+            private_data_dir=str(folder),
             inventory=INVENTORY,
             envvars={'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg')},
             quiet=True,
@@ -128,11 +149,27 @@ class Ansible:
     def module(self, name, args, check_mode=False):
         """Run one module on localhost; return its result dict and whether it failed."""
         result = self._run(host_pattern='localhost', module='pflab.netfilter.' + name,
-                           module_args=json.dumps(args), cmdline='--check' if check_mode else None)
+                           module_args=json.dumps(args) if args else None, cmdline='--check' if check_mode else None)
         for event in result.events:
             if event.get('event') in ('runner_on_ok', 'runner_on_failed'):
                 return event['event_data']['res'], event['event'] == 'runner_on_failed'
         raise AssertionError(result.stdout.read())
+
+
+def run_module(name, args, check_mode=False):
+    """Call module ``name``'s main() in this process, as Ansible would: (result, failed).
+
+    An exception other than the module's exit escapes: the module let a traceback through.
+    """
+    main = importlib.import_module('ansible_collections.pflab.netfilter.plugins.modules.' + name).main
+    out = io.StringIO()
+    with patch_module_args(dict(args, _ansible_check_mode=check_mode)), contextlib.redirect_stdout(out):
+        try:
+            main()
+        except SystemExit:
+            pass
+    result = json.loads(out.getvalue())
+    return result, bool(result.get('failed'))
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def test_examples_run_against_a_lab(ansible, tmp_path, module, module_docs, exam
         {'name': 'Remove lab demo', 'hosts': 'localhost', 'gather_facts': False, 'tasks': [
             {'ansible.builtin.include_role': {'name': 'pflab.netfilter.lab'},
              'vars': {'lab_name': 'demo', 'lab_state': 'absent'}},
-            {'ansible.builtin.include_role': {'name': 'pflab.netfilter.lab_host', 'tasks_from': 'restore'}},
+            {'ansible.builtin.include_role': {'name': 'pflab.netfilter.lab_host', 'tasks_from': 'cleanup'}},
         ]},
     ]))
 

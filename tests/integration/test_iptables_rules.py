@@ -96,7 +96,7 @@ BAD_RULES = [
     # After the LOG rule every case starts with: the bad rule is the 500th of 1000.
     ('syntax error in rule 500 of 1000',
      ['-p tcp --dport %d -j ACCEPT' % (1000 + i) for i in range(498)] + ['-p tcp --dprt 5 -j ACCEPT']
-     + ['-p tcp --dport %d -j ACCEPT' % (2000 + i) for i in range(500)], 'rule 500 (-p tcp --dprt 5'),
+     + ['-p tcp --dport %d -j ACCEPT' % (2000 + i) for i in range(500)], "rule 500 ('-p tcp --dprt 5"),
 ]
 
 
@@ -163,5 +163,5 @@ def test_bad_rule_into_an_empty_chain_is_named_and_nothing_is_applied(ansible, n
     results = ansible.tasks([rules_task(backend, 4, [{'name': 'INPUT', 'rules': rules}], exclusive=True),
                              save_task(backend, 4)])
     result, failed = results[0]
-    assert failed and 'chain INPUT rule 10 (-p tcp --dport 70000 -j DROP)' in result['msg']
+    assert failed and "chain INPUT rule 10 ('-p tcp --dport 70000 -j DROP')" in result['msg']
     assert '-A INPUT' not in results[1][0]['stdout']

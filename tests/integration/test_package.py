@@ -61,4 +61,4 @@ def test_built_collection_installs_and_runs_the_article_by_fqcn(tmp_path):
     assert sorted(os.listdir(str(work / 'report' / 'latest'))) == ['report.html', 'report.json', 'report.md']
     with open(str(work / 'report' / 'latest' / 'report.json')) as f:
         report = json.load(f)
-    assert report['summary'] == {'reproduced': 6, 'differs': 0, 'skipped': 0, 'failed': 0, 'missing': 0}
+    assert report['summary'] == {'reproduced': 6, 'differs': 0, 'skipped': 0, 'not run': 0, 'failed': 0, 'missing': 0}

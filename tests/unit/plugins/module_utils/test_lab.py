@@ -3,6 +3,7 @@
 import pytest
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import lab, netns
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
 
 def test_default_plan_names_and_addresses():
@@ -28,6 +29,9 @@ def test_interface_names_fit_ifnamsiz():
 
 @pytest.mark.parametrize('kwargs, message', [
     (dict(lab='Bad_Name', roles=['client', 'server']), 'lab name'),
+    (dict(lab='demo\n', roles=['client', 'server']), 'lab name'),
+    (dict(lab='demo', roles=['client', 'server\n']), 'role'),
+    (dict(lab='demo', roles=['client', 'server'], links=[['client', {'a': 1}]]), 'two different'),
     (dict(lab='demo', roles=['client']), 'at least two'),
     (dict(lab='demo', roles=['client', 'client']), 'unique'),
     (dict(lab='demo', roles=['client', 'srv-1']), 'role'),
@@ -38,7 +42,7 @@ def test_interface_names_fit_ifnamsiz():
     (dict(lab='demo', roles=['a', 'b', 'c'], subnet='198.18.0.0/30'), 'room for 1 links'),
 ])
 def test_bad_plans_are_refused_with_the_reason(kwargs, message):
-    with pytest.raises(lab.LabError, match=message):
+    with pytest.raises(PflabError, match=message):
         lab.LabPlan(**kwargs)
 
 
@@ -48,6 +52,7 @@ def test_bad_plans_are_refused_with_the_reason(kwargs, message):
     ('pfl-demo', None),
     ('other-demo-client', None),
     ('pfl-demo-srv-1', None),
+    ('pfl-demo-client\n', None),
 ])
 def test_split_lab_netns_name(name, expected):
     assert netns.split_lab_netns_name(name) == expected

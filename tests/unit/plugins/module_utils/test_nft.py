@@ -3,6 +3,7 @@
 import pytest
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import nft
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
 # A rule as `nft -j list table inet filter` gives it back (nftables 1.0.6).
 RULE = {'family': 'inet', 'table': 'filter', 'chain': 'input', 'handle': 7, 'expr': [
@@ -24,16 +25,18 @@ def test_rule_key_sees_a_different_statement_and_a_comment():
     assert nft.rule_key(dict(RULE, comment='x')) != nft.rule_key(RULE)
 
 
-def test_base_chain_declaration():
+def test_base_chain_command_is_json():
     chain = nft.Chain({'name': 'input', 'hook': 'input', 'priority': -10, 'policy': 'drop'}, 'inet')
-    assert chain.declaration('inet', 'filter') == \
-        'add chain inet filter input { type filter hook input priority -10; policy drop; }'
-    assert nft.Chain({'name': 'helper'}, 'inet').declaration('inet', 'filter') == 'add chain inet filter helper'
+    assert chain.command('inet', 'filter') == {'add': {'chain': {
+        'family': 'inet', 'table': 'filter', 'name': 'input', 'type': 'filter', 'hook': 'input', 'prio': -10,
+        'policy': 'drop'}}}
+    assert nft.Chain({'name': 'helper'}, 'inet').command('inet', 'filter') == \
+        {'add': {'chain': {'family': 'inet', 'table': 'filter', 'name': 'helper'}}}
 
 
-def test_netdev_chain_declaration_has_the_device():
+def test_netdev_chain_command_has_the_device():
     chain = nft.Chain({'name': 'ingress', 'hook': 'ingress', 'device': 'to-client'}, 'netdev')
-    assert 'hook ingress device "to-client" priority 0;' in chain.declaration('netdev', 'lab')
+    assert chain.command('netdev', 'lab')['add']['chain']['dev'] == 'to-client'
 
 
 def test_base_differs():
@@ -44,20 +47,25 @@ def test_base_differs():
 
 @pytest.mark.parametrize('spec, family, message', [
     ({'name': 'bad name'}, 'inet', 'chain name'),
+    ({'name': 'input\n'}, 'inet', 'chain name'),
     ({'name': 'c', 'priority': 5}, 'inet', 'need a hook'),
     ({'name': 'c', 'hook': 'ingress'}, 'netdev', 'needs a device'),
+    ({'name': 'c', 'hook': 'ingress', 'device': 'lo" priority 0; }\nflush ruleset\n'}, 'netdev', 'device'),
+    ({'name': 'c', 'hook': 'ingress', 'device': 'to-client\n'}, 'netdev', 'device'),
     ({'name': 'c', 'rules': ['accept; flush ruleset']}, 'inet', 'one rule per entry'),
+    ({'name': 'c', 'rules': ['accept\rflush ruleset']}, 'inet', 'control characters'),
+    ({'name': 'c', 'rules': ['x' * 70000]}, 'inet', 'at most 65536'),
 ])
 def test_chain_refuses(spec, family, message):
-    with pytest.raises(nft.NftError, match=message):
+    with pytest.raises(PflabError, match=message):
         nft.Chain(spec, family)
 
 
 def test_request_rule_lines_name_each_rule():
     request = nft.Request('inet', 'filter', [{'name': 'input', 'hook': 'input', 'rules': ['accept', 'drop']}],
                           'present', False)
-    assert request.rule_lines() == [('add rule inet filter input accept', 'chain input rule 1 (accept)'),
-                                    ('add rule inet filter input drop', 'chain input rule 2 (drop)')]
+    assert request.rule_lines() == [('add rule inet filter input accept', "chain input rule 1 ('accept')"),
+                                    ('add rule inet filter input drop', "chain input rule 2 ('drop')")]
     assert nft.Request('inet', 'filter', None, 'absent', False).delete_table
 
 

@@ -1,17 +1,26 @@
 """The report's verdicts, hook order, drawn path and rule evidence, from synthetic results."""
 
+import html
 import os
+import re
 
 import jinja2
+import pytest
 
 from ansible_collections.pflab.netfilter.plugins.plugin_utils import report
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'report', 'templates')
 
 
-def hook(filter_name, hook_name, registered, prefixes, priority=0, family='inet', chain=None):
+def hook(filter_name, hook_name, registered, prefixes, priority=0, family='inet', chain=None, verdict='accept',
+         hits=None):
+    """A hook entry as the scenario module returns it; ``hits`` (default: every prefix, for sure) are the LOG
+    prefixes the probe's packet hits there, each (prefix, certain)."""
+    hits = [(p, True) for p in prefixes] if hits is None else hits
+    walk = dict(probe=1, packet='syn' if hook_name in ('prerouting', 'input') else 'syn-ack', verdict=verdict,
+                logs=[dict(prefix=p, certain=c) for p, c in hits])
     return dict(filter=filter_name, family=family, table='filter', chain=chain or hook_name, hook=hook_name,
-                priority=priority, registered=registered, step=1, netns='server', log_prefixes=prefixes)
+                priority=priority, registered=registered, step=1, netns='server', log_prefixes=prefixes, walks=[walk])
 
 
 def record(prefix, direction='received'):
@@ -20,14 +29,15 @@ def record(prefix, direction='received'):
 
 SCENARIO = dict(id='experiment-2', title='t', source='article part 1, experiment 2',
                 expect=dict(reached=False, trace=['nft-input', 'ipt-input']))
-HOOKS = [hook('iptables-legacy', 'input', 1, ['ipt-input'], family='ip', chain='INPUT'),
+HOOKS = [hook('iptables-legacy', 'input', 1, ['ipt-input'], family='ip', chain='INPUT', verdict='drop'),
          hook('iptables-legacy', 'output', 3, ['ipt-output'], family='ip', chain='OUTPUT'),
          hook('nftables', 'input', 4, ['nft-input']), hook('nftables', 'output', 6, ['nft-output'])]
 
 
 def run(trace, reached=False, hooks=None, **extra):
     out = dict(status='ran', scenario=SCENARIO, kernel='6.1.0', versions={'nft': 'nftables v1.0.6'},
-               hooks=HOOKS if hooks is None else hooks, probes=[dict(to='server', port=12345, outcome='timeout', elapsed_ms=200.1)],
+               hooks=HOOKS if hooks is None else hooks,
+               probes=[dict(to='server', port=12345, outcome='timeout', elapsed_ms=200.1, **{'from': 'client'})],
                trace=[record(p, 'sent' if p.endswith('output') else 'received') for p in trace],
                observed=dict(reached=reached, trace=trace), lost=0)
     out.update(extra)
@@ -48,7 +58,8 @@ def test_reproduced_with_path_stop_and_rule():
     assert [s['state'] for s in points['input']['stages']] == ['seen', 'stopped']
     assert [s['state'] for s in points['output']['stages']] == ['not-reached', 'not-reached']
     assert result['stopped_at']['filter'] == 'iptables-legacy'
-    assert result['rule'] == dict(predicted=['nft-input', 'ipt-input', 'nft-output', 'ipt-output'], holds=True)
+    # iptables drops at input for sure: nothing after it is predicted
+    assert result['rule'] == dict(predicted=['nft-input', 'ipt-input'], holds=True)
     assert 'registered later (4th vs 1st registration)' in result['why'][0]
 
 
@@ -57,9 +68,11 @@ def test_differs_says_why_and_rule_contradiction():
     assert result['status'] == 'differs'
     assert 'expected the trace nft-input > ipt-input, the kernel logged ipt-input' in result['reasons']
     assert result['rule']['holds'] is False
-    reached = report.evaluate(SCENARIO, run(['nft-input', 'ipt-input'], reached=True))
+    connected = run(['nft-input', 'ipt-input'], reached=True)
+    connected['probes'][0]['outcome'] = 'connected'
+    reached = report.evaluate(SCENARIO, connected)
     assert 'expected the connection to fail, it succeeded' in reached['reasons']
-    assert reached['rule']['holds'] is False  # a connection that got through must have passed every logging hook
+    assert reached['rule']['holds'] is False  # iptables drops for sure in the predicted order: it cannot connect
 
 
 def test_lost_records_never_reproduce():
@@ -67,8 +80,64 @@ def test_lost_records_never_reproduce():
     assert result['status'] == 'differs' and any('3 kernel log records were lost' in r for r in result['reasons'])
 
 
-def test_skipped_failed_missing():
+def test_a_log_rule_the_probe_cannot_hit_is_not_predicted():
+    """A LOG rule for udp 53 in the nft input chain: the walk says the SYN hits no LOG rule there."""
+    hooks = [HOOKS[0], dict(HOOKS[2], walks=[dict(HOOKS[2]['walks'][0], logs=[])])]
+    result = report.evaluate(dict(SCENARIO, expect=dict(reached=False, trace=['ipt-input'])), run(['ipt-input'], hooks=hooks))
+    assert result['status'] == 'reproduced'
+    assert result['rule'] == dict(predicted=['ipt-input'], holds=True)
+
+
+def test_a_log_rule_the_probe_may_hit_is_optional():
+    maybe = dict(HOOKS[2], walks=[dict(HOOKS[2]['walks'][0], logs=[dict(prefix='nft-input', certain=False)])])
+    hooks = [HOOKS[0], maybe]
+    for trace in (['nft-input', 'ipt-input'], ['ipt-input']):
+        result = report.evaluate(SCENARIO, run(trace, hooks=hooks))
+        assert result['rule'] == dict(predicted=['nft-input?', 'ipt-input'], holds=True), trace
+    # still an order: the optional one cannot come after the drop
+    assert report.evaluate(SCENARIO, run(['ipt-input', 'nft-input'], hooks=hooks))['rule']['holds'] is False
+
+
+def test_a_possible_drop_makes_the_rest_optional():
+    hooks = [dict(HOOKS[0], walks=[dict(HOOKS[0]['walks'][0], verdict='maybe')])] + HOOKS[1:]
+    for trace, reached in ((['nft-input', 'ipt-input'], False), (['nft-input', 'ipt-input', 'nft-output'], True)):
+        assert report.evaluate(SCENARIO, run(trace, reached=reached, hooks=hooks))['rule']['holds'], trace
+
+
+@pytest.mark.parametrize('observed, items, expected', [
+    ([], [], True),
+    (['a'], [('a', True)], True),
+    ([], [('a', True)], False),
+    ([], [('a', False)], True),
+    (['b'], [('a', False), ('b', True)], True),
+    (['b', 'a'], [('a', False), ('b', True)], False),
+    (['a', 'a'], [('a', False), ('a', True)], True),
+    (['a'], [('a', False), ('a', True)], True),
+    (['c'], [('a', False), ('b', False)], False),
+])
+def test_fits(observed, items, expected):
+    assert report.fits(observed, items) is expected
+
+
+def test_every_probe_is_checked_against_its_own_prediction():
+    second = dict(to='server', port=12345, outcome='timeout', elapsed_ms=200.1, **{'from': 'client'})
+    hooks = [dict(h, walks=h['walks'] + [dict(h['walks'][0], probe=2)]) for h in HOOKS]
+    records = [dict(record(p), probe=n) for n in (1, 2) for p in ('nft-input', 'ipt-input')]
+    both = run(['nft-input', 'ipt-input'] * 2, hooks=hooks, probes=[run([])['probes'][0], second])
+    assert report.evaluate(SCENARIO, dict(both, trace=records))['rule']['holds'] is True
+    # the second probe's trace is checked too: ipt-input before nft-input contradicts the order
+    swapped = records[:2] + [records[3], records[2]]
+    assert report.evaluate(SCENARIO, dict(both, trace=swapped))['rule']['holds'] is False
+
+
+def test_foreign_records_are_said():
+    result = report.evaluate(SCENARIO, run(['nft-input', 'ipt-input'], foreign=7))
+    assert result['status'] == 'reproduced' and any(r.startswith('7 kernel log records') for r in result['reasons'])
+
+
+def test_skipped_failed_missing_not_run():
     assert report.evaluate(SCENARIO, dict(status='skipped', reason='no iptables-legacy'))['status'] == 'skipped'
+    assert report.evaluate(SCENARIO, dict(status='not run'))['status'] == 'not run'
     assert report.evaluate(SCENARIO, dict(failed=True, msg='boom')) == dict(status='failed', reasons=['boom'])
     assert report.evaluate(SCENARIO, None)['status'] == 'missing'
 
@@ -82,7 +151,7 @@ def test_build_hosts_differ_rule_and_article():
         ('c', None),
     ])
     assert doc['schema'] == 'pflab.netfilter/report/1'
-    assert doc['summary'] == dict(reproduced=1, differs=1, skipped=0, failed=0, missing=1)
+    assert doc['summary'] == {'reproduced': 1, 'differs': 1, 'skipped': 0, 'not run': 0, 'failed': 0, 'missing': 1}
     scenario = doc['scenarios'][0]
     assert scenario['hosts_differ'] is True
     assert doc['host_facts_differ']['nft'] is True and doc['host_facts_differ']['iptables'] is False
@@ -99,3 +168,13 @@ def test_html_escapes_everything_from_hosts():
     assert evil not in html
     assert '&lt;img src=x onerror=alert(1)&gt;' in html
     assert '<script' not in html and 'http://' not in html.replace('http://www.w3.org/2000/svg', '')
+
+
+@pytest.mark.parametrize('text', ['[c](javascript:alert(1))', '![i](http://192.0.2.1/x.png)', '<b>x</b>',
+                                  '<javascript:alert(1)>', '*em* _u_ `code` a|b', 'line\nbreak'])
+def test_markdown_cells_show_text_as_it_is(text):
+    from ansible_collections.pflab.netfilter.plugins.action.report import _md
+    cell = _md(text)
+    assert '](' not in cell and '<' not in cell and '\n' not in cell and '|' not in cell.replace('\\|', '')
+    # and it reads back as the text itself, once escapes and entities are undone
+    assert html.unescape(re.sub(r'\\([!-/:-@\[-`{-~])', r'\1', cell)) == ' '.join(text.split())

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 
 import pytest
 import yaml
@@ -109,3 +110,56 @@ def test_matrix_rows_all_apply():
     for run in runs:
         out = scenarios.apply_variant(scenarios.load(run['src']), run['variant'], run['src'])
         assert out['id'] == run['variant']['id']
+
+
+@pytest.mark.parametrize('change, field', [
+    (lambda d: d.update(id='experiment-2\n'), 'id'),
+    (lambda d: d['steps'][0]['iptables']['chains'][0].update(name='INPUT\n'), 'steps[0].iptables.chains[0].name'),
+    (lambda d: d['steps'].append({'nft': {'family': 'netdev', 'table': 't', 'chains': [
+        {'name': 'c', 'hook': 'ingress', 'device': 'lo" priority 0; }\nflush ruleset\n'}]}}),
+     'steps[2].nft.chains[0].device'),
+])
+def test_a_trailing_newline_does_not_pass_the_schema(tmp_path, change, field):
+    """JSON Schema patterns are ECMA-262: '$' is the end of the text, not a place before a final newline."""
+    data = _base()
+    change(data)
+    with pytest.raises(scenarios.ScenarioFileError, match='%s: .* does not match' % re.escape(field)):
+        scenarios.load(_write(tmp_path, data))
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    lines = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]']
+    lines += ['a%d: &a%d [%s]' % (n, n, ', '.join(['*a%d' % (n - 1)] * 10)) for n in range(1, 9)]
+    with pytest.raises(scenarios.ScenarioFileError, match='expands to more than 100000 YAML nodes'):
+        scenarios.load(_write(tmp_path, '\n'.join(lines) + '\n'))
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    with pytest.raises(scenarios.ScenarioFileError, match='refers to itself|not valid YAML'):
+        scenarios.load(_write(tmp_path, 'a: &a [*a]\n'))
+
+
+def test_a_big_file_is_refused_unread(tmp_path):
+    path = tmp_path / 'big.yml'
+    path.write_text('#' * (scenarios.MAX_BYTES + 1))
+    with pytest.raises(scenarios.ScenarioFileError, match='at most %d' % scenarios.MAX_BYTES):
+        scenarios.load(str(path))
+
+
+def test_yaml_errors_name_the_place_without_quoting_the_file(tmp_path):
+    with pytest.raises(scenarios.ScenarioFileError) as e:
+        scenarios.load(_write(tmp_path, 'id: x\nsecret-line: [unclosed\n'))
+    assert 'line 3' in str(e.value) and 'secret-line' not in str(e.value)
+
+
+def test_a_long_wrong_value_is_quoted_short(tmp_path):
+    data = _base()
+    data['title'] = ['y' * 100000]
+    with pytest.raises(scenarios.ScenarioFileError) as e:
+        scenarios.load(_write(tmp_path, data))
+    assert len(str(e.value)) < 2000
+
+
+def test_a_variant_of_the_wrong_type_is_refused_before_it_changes_text():
+    with pytest.raises(scenarios.ScenarioFileError, match='nft_priority'):
+        scenarios.apply_variant(_base(), {'nft_priority': '0; flush ruleset', 'id': 'v'}, 'experiment-2')

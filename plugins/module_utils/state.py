@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the collection keeps on a host between calls, and who owns it.
+
+Everything lives under /run/pflab (a tmpfs: gone at reboot, as labs are): one
+marker per lab (``labs/<lab>.json``: its owner, namespaces and whether its LOG rules
+need nf_log_all_netns), listener pidfiles, and the sysctl's original value. Every
+change of that state happens under one lock (flock on ``lock``), so concurrent runs
+see each other's labs whole.
+
+An owner is a process: pid, start time (clock ticks after boot) and boot id. It is
+alive while a process with that pid and that start time runs on this boot, so a
+recycled pid never keeps a dead owner's lab alive.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import names
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+
+RUN_DIR = '/run/pflab'
+LABS_DIR = os.path.join(RUN_DIR, 'labs')
+_LOCK = os.path.join(RUN_DIR, 'lock')
+_BOOT_ID = '/proc/sys/kernel/random/boot_id'
+
+
+class StateError(PflabError):
+    pass
+
+
+def boot_id():
+    with open(_BOOT_ID) as f:
+        return f.read().strip()
+
+
+def start_time(pid):
+    """Start time of ``pid`` in clock ticks after boot, or None when no such process runs."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # fields[0] is field 3 (state); the start time is field 22. A zombie is not alive.
+    return None if fields[0] == 'Z' else int(fields[19])
+
+
+def me():
+    pid = os.getpid()
+    return {'pid': pid, 'start': start_time(pid), 'boot': boot_id()}
+
+
+def alive(owner):
+    """True while the owner process runs; an owner of None (a lab kept until removed) is always alive."""
+    if owner is None:
+        return True
+    return owner.get('boot') == boot_id() and start_time(owner['pid']) == owner.get('start')
+
+
+def _ensure_dirs():
+    for path in (RUN_DIR, LABS_DIR):
+        if not os.path.isdir(path):
+            os.makedirs(path, 0o755)
+
+
+@contextlib.contextmanager
+def locked():
+    """Hold the host's pflab lock for the block."""
+    _ensure_dirs()
+    fd = os.open(_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _marker_path(lab):
+    return os.path.join(LABS_DIR, names.check('lab', lab, 'lab name') + '.json')
+
+
+def claim(lab, namespaces, owner, log, ifname_tag=None):
+    """Write the marker of a new lab; StateError when the lab has one already. Call under ``locked()``."""
+    _ensure_dirs()
+    marker = {'lab': lab, 'owner': owner, 'namespaces': sorted(namespaces), 'log': bool(log), 'ifname_tag': ifname_tag}
+    try:
+        fd = os.open(_marker_path(lab), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise StateError('lab %s is in use (marker %s)' % (lab, _marker_path(lab)))
+    with os.fdopen(fd, 'w') as f:
+        json.dump(marker, f)
+    return marker
+
+
+def update(marker):
+    """Rewrite a lab's marker (for example a persistent lab that changed). Call under ``locked()``."""
+    path = _marker_path(marker['lab'])
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(marker, f)
+    os.replace(tmp, path)
+
+
+def new_ifname_tag(markers):
+    """Four characters for a lab's interface names that no lab in ``markers`` uses. Call under ``locked()``."""
+    taken = set(m.get('ifname_tag') for m in markers.values() if m)
+    rng = random.SystemRandom()
+    while True:
+        tag = rng.choice('abcdefghijklmnopqrstuvwxyz') + ''.join(rng.choice('abcdefghijklmnopqrstuvwxyz0123456789')
+                                                                 for dummy in range(3))
+        if tag not in taken:
+            return tag
+
+
+def release(lab):
+    """Remove a lab's marker. Call under ``locked()``."""
+    try:
+        os.unlink(_marker_path(lab))
+    except FileNotFoundError:
+        pass
+
+
+def marker(lab):
+    """The marker of ``lab``, or None."""
+    return _read(_marker_path(lab))
+
+
+def markers():
+    """Every lab marker on this host, by lab id; unreadable ones as None."""
+    try:
+        entries = sorted(os.listdir(LABS_DIR))
+    except OSError:
+        return {}
+    found = {}
+    for entry in entries:
+        lab = entry[:-len('.json')] if entry.endswith('.json') else None
+        if lab and names.valid('lab', lab):
+            found[lab] = _read(os.path.join(LABS_DIR, entry))
+    return found
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # present but unreadable: treated as a lab whose owner is unknown
+    return data if isinstance(data, dict) else {}
