@@ -13,6 +13,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import shown
 from ansible_collections.pflab.netfilter.plugins.plugin_utils import scenarios
 
 
@@ -31,7 +32,7 @@ class ActionModule(ActionBase):
             origin = path
         else:
             data = args['scenario']
-            origin = 'scenario %s' % (data.get('id') if isinstance(data, dict) else '(not a mapping)')
+            origin = 'scenario %s' % (shown(data.get('id')) if isinstance(data, dict) else '(not a mapping)')
             scenarios.check(data, origin)
         if args.get('variant'):
             data = scenarios.apply_variant(data, args['variant'], origin)

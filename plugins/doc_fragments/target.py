@@ -14,8 +14,8 @@ options:
   netns:
     description:
       - Name of the network namespace to work in, as in C(/run/netns) (C(ip netns list)), for example one of a lab
-        made by M(pflab.netfilter.netns_lab). A path, a symlink, or a name bound to the host's own namespace is
-        refused.
+        made by M(pflab.netfilter.netns_lab). A path, a symlink, a name bound to the host's own namespace, and a
+        namespace of a scenario that another process is running are refused.
       - Required unless O(host=true).
     type: str
   host:

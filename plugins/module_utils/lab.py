@@ -20,6 +20,7 @@ __metaclass__ = type
 
 import importlib.util
 import ipaddress
+import itertools
 import os
 import socket
 import sys
@@ -66,9 +67,11 @@ class LabPlan:
             network = ipaddress.IPv4Network(subnet)
         except ValueError as e:
             raise LabError('subnet %s is not an IPv4 network: %s' % (shown(subnet), e))
-        blocks = list(network.subnets(new_prefix=30)) if network.prefixlen <= 30 else []
+        # Only the blocks the links take: a /0 holds 2^30 of them.
+        blocks = list(itertools.islice(network.subnets(new_prefix=30), len(links))) if network.prefixlen <= 30 else []
         if len(blocks) < len(links):
-            raise LabError('subnet %s has room for %d links (one /30 each), %d asked' % (subnet, len(blocks), len(links)))
+            raise LabError('subnet %s has room for %d links (one /30 each), %d asked' % (
+                network, len(blocks), len(links)))
         self.subnet = str(network)
 
         self.links = []

@@ -12,8 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import glob
 import os
+import re
 import subprocess
 import time
 
@@ -102,18 +102,27 @@ class Listener:
                 os.unlink(path)
 
 
+_FILE = re.compile(r'nc-(?P<netns>.+)-(?P<port>[0-9]{1,5})\.(?:pid|log)')
+
+
+def _files():
+    """(path, namespace name) of every listener pidfile and log in RUN_DIR."""
+    try:
+        entries = sorted(os.listdir(RUN_DIR))
+    except OSError:
+        return []
+    return [(os.path.join(RUN_DIR, entry), found.group('netns'))
+            for entry, found in ((e, _FILE.fullmatch(e)) for e in entries) if found]
+
+
 def orphans():
     """Pidfiles and logs of listeners whose namespace no longer exists."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(RUN_DIR, 'nc-*'))):
-        stem = os.path.basename(path)[len('nc-'):].rsplit('.', 1)[0]
-        name = stem.rpartition('-')[0]
-        if not os.path.lexists(os.path.join(netns.NETNS_DIR, name)):
-            found.append(path)
-    return found
+    return [path for path, name in _files() if not os.path.lexists(os.path.join(netns.NETNS_DIR, name))]
 
 
 def forget_netns(name):
-    """Remove the pidfiles and logs of every listener of a removed namespace."""
-    for path in glob.glob(os.path.join(RUN_DIR, 'nc-%s-[0-9]*' % glob.escape(name))):
-        os.unlink(path)
+    """Remove the pidfiles and logs of every listener of a removed namespace (that one only: a
+    namespace named like it plus a suffix keeps its own)."""
+    for path, owner in _files():
+        if owner == name:
+            os.unlink(path)

@@ -36,7 +36,7 @@ _TCP_FLAGS = ('FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR')
 
 def packet(proto, saddr, daddr, sport, dport, iif, oif, flags, ct_state):
     return dict(proto=proto, saddr=saddr, daddr=daddr, sport=int(sport), dport=int(dport), iif=iif or '',
-                oif=oif or '', flags=frozenset(flags), ct_state=ct_state.lower())
+                oif=oif or '', flags=frozenset(flags), ct_state=ct_state.lower() if ct_state else None)
 
 
 def _and(a, b):
@@ -139,6 +139,8 @@ def _xt_reading(rule, pkt):
             continue
         result, step = _xt_match(word, value, matches[index + 2] if index + 2 < len(matches) else '', pkt)
         match = _and(match, _negate(result, negated))
+        if step is None:
+            break
         negated = False
         index += step
     logs, verdict, target = [], None, None
@@ -182,10 +184,13 @@ def _xt_match(word, value, third, pkt):
         comp = set(_TCP_FLAGS) if 'ALL' in comp else comp - set(['NONE'])
         return (YES if pkt['flags'] & mask == comp else NO), 3
     if word in ('--state', '--ctstate'):
-        return (YES if pkt['ct_state'] in value.lower().split(',') else NO), 2
+        states = set(value.lower().split(','))
+        if pkt['ct_state'] is None or states & set(['dnat', 'snat']):
+            return MAYBE, 2  # before conntrack, or a NAT state this reading does not model
+        return (YES if pkt['ct_state'] in states else NO), 2
     if word in ('-m', '--match', '--comment'):
         return YES, 2
-    return MAYBE, 1  # a match this reading does not model
+    return MAYBE, None  # a match this reading does not model: its values are not known, so nothing after it is read
 
 
 def _option(words, name):
@@ -201,6 +206,9 @@ def xtables_walk(table, chain, pkt):
 
 
 _NFT_META = {'iifname': 'iif', 'oifname': 'oif'}
+# nft statements that let the packet go on, and ones that only match (rate, quota)
+_NFT_GOES_ON = frozenset(['counter', 'comment', 'mangle', 'notrack', 'dup', 'set', 'map', 'ct helper', 'ct timeout'])
+_NFT_MATCHING = frozenset(['limit', 'quota', 'numgen', 'fib', 'osf', 'socket'])
 _TCP_FLAGS_FIELD = {'payload': {'protocol': 'tcp', 'field': 'flags'}}
 
 
@@ -225,6 +233,10 @@ def _nft_value(value, pkt_value):
             return YES if ipaddress.ip_address(pkt_value) in net else NO
         except (ValueError, KeyError, TypeError):
             return MAYBE
+    if isinstance(value, str) and value.startswith('@'):
+        return MAYBE  # a named set: its elements are not read
+    if isinstance(value, str) and value.endswith('*') and isinstance(pkt_value, str):
+        return YES if pkt_value.startswith(value[:-1]) else NO  # iifname "ab12*"
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return YES if value == pkt_value or ('%s' % value) == ('%s' % pkt_value) else NO
     return MAYBE
@@ -268,8 +280,13 @@ def _nft_match(expr, pkt):
             return _negate(_nft_value(right, 'ipv4'), op == '!=')
         return MAYBE
     if 'ct' in left and isinstance(left['ct'], dict) and left['ct'].get('key') == 'state':
-        states = right if isinstance(right, list) else [right]
-        return _negate(YES if pkt['ct_state'] in [('%s' % s).lower() for s in states] else NO, op == '!=')
+        if pkt['ct_state'] is None:
+            return MAYBE  # before conntrack (priority -200 and lower) the state is not the connection's yet
+        states = right.get('set') if isinstance(right, dict) else right
+        states = states if isinstance(states, list) else [states]
+        if not all(isinstance(s, str) for s in states):
+            return MAYBE
+        return _negate(YES if pkt['ct_state'] in [s.lower() for s in states] else NO, op == '!=')
     return MAYBE
 
 
@@ -294,8 +311,10 @@ def _nft_reading(rule, pkt):
             return logs, match, 'return', None
         elif kind in ('jump', 'goto') and isinstance(body, dict) and isinstance(body.get('target'), str):
             return logs, match, None, (body['target'], kind)
-        elif kind not in ('counter', 'comment', 'mangle', 'notrack'):
-            match = _and(match, MAYBE)  # a statement or match this reading does not model
+        elif kind in _NFT_MATCHING or (kind == 'xt' and isinstance(body, dict) and body.get('type') == 'match'):
+            match = _and(match, MAYBE)  # a match this reading does not model (a rate, a quota, an xtables match)
+        elif kind not in _NFT_GOES_ON:
+            return logs, _and(match, MAYBE), 'maybe', None  # dnat, queue, ...: it may end the chain
     return logs, match, None, None
 
 

@@ -78,8 +78,9 @@ def resolve(name):
     """The path of namespace ``name`` under /run/netns; TargetError for anything else.
 
     Refused: a name that is not a name (a path, '..', a trailing newline), a name
-    that does not exist or is a symlink, and a name bound to the host's own
-    namespace (only host=true works there).
+    that does not exist or is a symlink, a name bound to the host's own namespace
+    (only host=true works there), and a namespace of a scenario run that another
+    live process owns (concurrent runs never touch each other's labs).
     """
     path = netns_path(name)
     try:
@@ -91,6 +92,11 @@ def resolve(name):
     if (st.st_dev, st.st_ino) in _host_identities():
         raise TargetError("network namespace %s is the host's own namespace: refused (the rule modules work there "
                           "only with host=true)" % name)
+    lab = split_lab_netns_name(name)
+    owner = (state.marker(lab[0]) or {}).get('owner') if lab else None
+    if owner and owner.get('pid') != os.getpid() and state.alive(owner):
+        raise TargetError('network namespace %s belongs to a scenario that process %s runs: refused' % (
+            name, owner.get('pid')))
     return path
 
 

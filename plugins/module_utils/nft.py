@@ -19,11 +19,9 @@ __metaclass__ = type
 
 import contextlib
 import json
-import os
 import re
-import stat
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import names, netns, proc
+from ansible_collections.pflab.netfilter.plugins.module_utils import files, names, netns, proc
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import shown
 from ansible_collections.pflab.netfilter.plugins.module_utils.nft_api import NftError, message, open_api
 
@@ -37,6 +35,8 @@ _RULE_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f;]')
 # Quoted strings and comments, where a word is not a keyword.
 _NOT_CODE = re.compile(r'"[^"]*"|#[^\n]*')
 _INCLUDE = re.compile(r'(?<![\w.$@/\\-])include(?![\w./\\-])')
+# "device \"eth0\"" or "devices = { eth0, eth1 }" in a chain's text listing
+_DEVICES = re.compile(r'\bdevices = \{([^}]*)\}|\bdevice "([^"]+)"')
 
 
 ARGUMENT_SPEC = dict(
@@ -90,7 +90,7 @@ def scratch_opener(module, prefer='auto'):
     def opener(devices=()):
         with netns.scratch() as name:
             for number, device in enumerate(sorted(set(devices))):
-                rc, dummy, err = proc.run(['ip', '-n', name, 'link', 'add', device, 'type', 'veth',
+                rc, dummy, err = proc.run(['ip', '-n', name, 'link', 'add', 'name', device, 'type', 'veth',
                                            'peer', 'name', 'pflpeer%d' % number])
                 if rc != 0:
                     raise NftError('cannot make device %s in the scratch namespace: %s' % (device, err.strip()))
@@ -223,6 +223,20 @@ def _by_chain(objects):
     return chains, rules
 
 
+def _with_devices(api, objects):
+    """``objects`` with each netdev base chain's device: nft 1.0.6 leaves it out of the JSON listing, so it is
+    read from the text one (only for chains whose names are names: a listing command is text too)."""
+    for obj in objects or []:
+        chain = obj.get('chain')
+        if chain and chain.get('hook') in ('ingress', 'egress') and 'dev' not in chain and \
+                all(names.valid('nft_name', chain[k]) for k in ('table', 'name')) and chain['family'] in FAMILIES:
+            found = _DEVICES.search(api.text('chain %s %s %s' % (chain['family'], chain['table'], chain['name'])))
+            if found:
+                devices = [d.strip().strip('"') for d in (found.group(1) or found.group(2)).split(',')]
+                chain['dev'] = devices[0] if len(devices) == 1 else devices
+    return objects
+
+
 def _add_rule(rule):
     return {'add': {'rule': dict((k, v) for k, v in rule.items() if k != 'handle')}}
 
@@ -254,12 +268,20 @@ class Engine:
     def normalized(self):
         """Wanted rules as the kernel gives them back (JSON rule objects), by chain."""
         rule_lines = self.request.rule_lines()
-        with self._scratch(self.request.devices()) as scratch:
+        with self._scratch(self._devices()) as scratch:
             rc, why = self._trial(scratch, rule_lines)
             if rc != 0:
                 raise NftError(self._explain(scratch, rule_lines, why))
             dummy, rules = _by_chain(scratch.objects('table ' + self.request.ref))
         return rules
+
+    def _devices(self):
+        """Devices the scratch namespace needs: those of the wanted chains and of the table's netdev chains."""
+        found = set(self.request.devices())
+        for obj in self.before or []:
+            dev = obj.get('chain', {}).get('dev')
+            found.update([dev] if isinstance(dev, str) else dev or [])
+        return sorted(d for d in found if names.valid('ifname', d))
 
     def _explain(self, scratch, rule_lines, why):
         """Name the first refused rule: nft's error positions are unreliable in a long buffer, so bisect."""
@@ -394,24 +416,6 @@ def same_ruleset(current, predicted):
     return predicted is not None and _comparable(current) == _comparable(predicted)
 
 
-def _read_file(path):
-    """The text of the ruleset file at ``path``: a regular file of UTF-8 text, at most RULESET_MAX bytes."""
-    try:
-        with open(path, 'rb') as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise NftError('ruleset_file %s is not a regular file' % path)
-            if st.st_size > RULESET_MAX:
-                raise NftError('ruleset_file %s is %d bytes; at most %d' % (path, st.st_size, RULESET_MAX))
-            data = f.read(RULESET_MAX + 1)
-    except (IOError, OSError) as e:
-        raise NftError('cannot read ruleset_file %s: %s' % (path, e.strerror or e))
-    try:
-        return data.decode('utf-8')
-    except UnicodeDecodeError:
-        raise NftError('ruleset_file %s is not UTF-8 text' % path)
-
-
 class Ruleset:
     """A whole ruleset to load: its text, what messages call it, and whether they may quote it (not a file's)."""
 
@@ -422,11 +426,12 @@ class Ruleset:
                 raise NftError('the given ruleset is %d characters; at most %d' % (len(self.content), RULESET_MAX))
         else:
             self.what, self.redact = 'ruleset_file %s' % params['ruleset_file'], True
-            self.content = _read_file(params['ruleset_file'])
+            self.content = files.read_text(params['ruleset_file'], RULESET_MAX, self.what)
         lines = includes(self.content)
         if lines:
-            raise NftError('%s has include statements (line %s): a ruleset may not read other files; put their '
-                           'rules in it (nothing was applied)' % (self.what, ', '.join(str(n) for n in lines[:10])))
+            where = '' if self.redact else ' (line %s)' % ', '.join(str(n) for n in lines[:10])
+            raise NftError('%s has include statements%s: a ruleset may not read other files; put their rules in it '
+                           '(nothing was applied)' % (self.what, where))
 
 
 def _load(api, scratch, ruleset, reload, check_mode, diff):
@@ -451,7 +456,7 @@ def _load(api, scratch, ruleset, reload, check_mode, diff):
 
 def _manage_table(api, scratch, request, check_mode, diff):
     engine = Engine(api, request, scratch)
-    before = api.objects('table ' + request.ref)
+    before = _with_devices(api, api.objects('table ' + request.ref))
     before_text = api.text('table ' + request.ref) if before is not None and diff else ''
     commands, changes = engine.plan(before)
     if commands and not check_mode:

@@ -40,10 +40,10 @@ except ImportError:
     nftables_binding = None
 
 _FRAME = struct.Struct('>I')
+_BLOCKED = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)
 # "<cmdline>:3:5-9: Error: ..." or "Error: ..." (netlink errors have no location)
 _DIAGNOSTIC = re.compile(r'(?:(?P<where>\S+:\d+:\d+(?:-\d+)?): )?(?P<kind>Error|Warning): (?P<text>.*)')
 _CARETS = re.compile(r'\s*[\^~]+\s*')
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\u2018[^\u2019]*\u2019")
 _MESSAGES_MAX = 5
 
 
@@ -53,8 +53,8 @@ class NftError(PflabError):
 
 def message(err, redact=False):
     """nft's diagnostics in ``err``, without the input lines it echoes under them (a line followed by
-    a caret line) or the include trail. ``redact`` also blanks quoted fragments, which some
-    messages take from the input (for a file the user did not write into the task)."""
+    a caret line) or the include trail. With ``redact`` (the input was a file the task only named)
+    only their number: positions and token classes would still tell about the file's contents."""
     lines = to_text(err).splitlines()
     kept = []
     for index, line in enumerate(lines):
@@ -62,9 +62,10 @@ def message(err, redact=False):
             continue
         found = _DIAGNOSTIC.fullmatch(line.strip())
         if found:
-            text = _QUOTED.sub("'...'", found.group('text')) if redact else found.group('text')
             kept.append('%s%s: %s' % (found.group('where') + ': ' if found.group('where') else '',
-                                      found.group('kind'), text))
+                                      found.group('kind'), found.group('text')))
+    if redact and kept:
+        return '%d errors, not shown here (they would quote the file; nft -c -f on the target shows them)' % len(kept)
     if not kept:
         return 'nft failed without a diagnostic'
     more = len(kept) - _MESSAGES_MAX
@@ -146,8 +147,10 @@ def _send(fd, value):
 
 def _read_exactly(fd, size, deadline):
     chunks, left = [], size
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     while left:
-        if deadline is not None and not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]:
+        if deadline is not None and not poller.poll(max(deadline - time.monotonic(), 0) * 1000):
             raise NftError('libnftables did not answer within %gs' % proc.TIMEOUT)
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
@@ -167,11 +170,16 @@ def _receive(fd, deadline=None):
 
 
 def _serve(path, requests, replies, stderr_fd):
-    """The child: enter the namespace at ``path``, then run each request with one libnftables context."""
+    """The child: enter the namespace at ``path``, then run each request with one libnftables context.
+
+    It starts with the module's signals blocked (see BindingApi._start) and takes them back at
+    their default actions: the module's handlers would raise its exceptions here.
+    """
     code = 0
     try:
-        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+        for number in _BLOCKED:
             signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(null, 1)
@@ -215,11 +223,18 @@ class BindingApi(_Api):
         requests_read, requests_write = os.pipe()
         replies_read, replies_write = os.pipe()
         self._stderr = tempfile.TemporaryFile()
-        pid = os.fork()
-        if pid == 0:
-            os.close(requests_write)
-            os.close(replies_read)
-            _serve(self.path, requests_read, replies_write, self._stderr.fileno())
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(requests_write)
+                    os.close(replies_read)
+                    _serve(self.path, requests_read, replies_write, self._stderr.fileno())
+                finally:
+                    os._exit(1)  # _serve never returns; nothing of the module may run on in the child
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(requests_read)
         os.close(replies_write)
         self.pid, self._requests, self._replies = pid, requests_write, replies_read

@@ -20,6 +20,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import lab, listener, netns, nflog, state
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
 
 def _lab_of(name):
@@ -49,7 +50,7 @@ def find():
         if owner:
             if state.start_time(owner['pid']) != owner['start']:
                 scratch.append(name)
-        elif name.startswith(netns.PREFIX) and _lab_of(name) not in markers:
+        elif name.startswith(netns.PREFIX + '-') and _lab_of(name) not in markers:
             unmarked.append(name)
     return {'labs': labs, 'scratch': scratch, 'unmarked': unmarked, 'files': listener.orphans()}
 
@@ -57,24 +58,39 @@ def find():
 def reap(check_mode=False, unmarked=False):
     """Remove what ``find`` reports (unmarked namespaces only when asked); then sync the sysctl.
 
-    Takes the state lock. Returns a dict: labs, scratch, unmarked (each what was found),
-    files (listener pidfiles and logs whose namespace is gone), changes (what was done, in order)
-    and the sysctl's holders after.
+    Takes the state lock. Each removal is tried on its own: one that fails is said in the
+    changes ("could not ...") and the rest goes on; a lab whose namespaces could not all be
+    removed keeps its marker, so that the next cleanup tries again. Returns a dict: labs,
+    scratch, unmarked (each what was found), files (listener pidfiles and logs whose namespace
+    is gone), changes (what was done, in order), failed (what could not be) and the sysctl's
+    holders after.
     """
     with state.locked():
         found = find()
-        changes = []
+        changes, failed = [], []
+
+        def attempt(what, action, *args):
+            try:
+                return action(*args)
+            except (PflabError, OSError) as e:
+                failed.append('could not %s: %s' % (what, e))
+                return None
+
         for name, why in sorted(found['labs'].items()):
             changes.append('remove lab %s: %s' % (name, why))
-            changes += lab.remove_lab(name, check_mode)[0]
-            if not check_mode:
-                state.release(name)
+            done = attempt('remove lab %s' % name, lab.remove_lab, name, check_mode)
+            if done is not None:
+                changes += done[0]
+                if not check_mode:
+                    state.release(name)
         for name in found['scratch'] + (found['unmarked'] if unmarked else []):
-            changes += lab.remove_namespace(name, check_mode)[0]
+            changes += (attempt('remove namespace %s' % name, lab.remove_namespace, name, check_mode) or ([],))[0]
         for path in listener.orphans() if not check_mode else found['files']:
             changes.append('remove %s (its namespace is gone)' % path)
             if not check_mode:
-                os.unlink(path)
-        sysctl_changes, holders = nflog.sync(check_mode)
+                attempt('remove %s' % path, os.unlink, path)
+        synced = attempt('set %s' % nflog.SYSCTL, nflog.sync, check_mode)
+        sysctl_changes, holders = synced if synced else ([], [])
     return {'labs': sorted(found['labs']), 'scratch': found['scratch'], 'unmarked': found['unmarked'],
-            'files': found['files'], 'changes': changes + sysctl_changes, 'log_holders': holders}
+            'files': found['files'], 'changes': changes + sysctl_changes + failed, 'failed': failed,
+            'log_holders': holders}

@@ -48,6 +48,9 @@ _STEP_FORBIDDEN = ('host', 'ruleset_file')
 _PASSES = {('to', 'prerouting'): 'syn', ('to', 'input'): 'syn', ('to', 'output'): 'syn-ack',
            ('to', 'postrouting'): 'syn-ack', ('from', 'output'): 'syn', ('from', 'postrouting'): 'syn',
            ('from', 'prerouting'): 'syn-ack', ('from', 'input'): 'syn-ack'}
+_CONNTRACK_PRIORITY = -200  # NF_IP_PRI_CONNTRACK
+# TCP sends a SYN (or SYN-ACK) again after 1 s at the earliest: records that late are a retransmission
+RETRANSMIT_US = 900000
 # (IN set, OUT set) of a LOG line -> the way the packet was going
 _DIRECTION = {(True, False): 'received', (False, True): 'sent', (True, True): 'forwarded', (False, False): 'unknown'}
 _VERSION_TOOLS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
@@ -169,7 +172,7 @@ class Runner:
         started = time.monotonic()
         previous = signal.signal(signal.SIGALRM, _on_alarm), signal.signal(signal.SIGTERM, _on_term)
         signal.setitimer(signal.ITIMER_REAL, self.timeout)
-        claimed = False
+        claimed, error, left = False, None, None
         try:
             self.phase = 'lab claim'
             with state.locked():
@@ -185,23 +188,38 @@ class Runner:
             result['nf_log_all_netns'] = nflog.read()
             result.update(self._run_in_lab())
         except ScenarioTimeout:
-            raise ScenarioError('scenario %s timed out after %ss during %s; the lab was removed' % (
-                self.scenario['id'], self.timeout, self.phase))
+            error = 'scenario %s timed out after %ss during %s' % (self.scenario['id'], self.timeout, self.phase)
         except (PflabError, OSError) as e:
-            raise ScenarioError('scenario %s, %s: %s%s' % (
-                self.scenario['id'], self.phase, e, '; the lab was removed' if claimed else ''))
+            error = 'scenario %s, %s: %s' % (self.scenario['id'], self.phase, e)
         finally:
+            # The timer and handlers go first: a signal during the teardown ends the process, and the
+            # next run removes what is left (the lab's marker names this process).
             signal.setitimer(signal.ITIMER_REAL, 0)
-            self.phase = 'teardown'
-            if claimed:
-                lab.remove_lab(self.lab_id)
-                with state.locked():
-                    state.release(self.lab_id)
-                    nflog.sync()
             signal.signal(signal.SIGALRM, previous[0])
             signal.signal(signal.SIGTERM, previous[1])
+            if claimed:
+                left = self._teardown()
+        if claimed:
+            removed = '; the lab was removed' if left is None else \
+                '; the lab could not be removed (%s): lab_cleanup removes it once this run has ended' % left
+            if error or left:
+                raise ScenarioError((error or 'scenario %s' % self.scenario['id']) + removed)
+        elif error:
+            raise ScenarioError(error)
         result['duration_ms'] = round((time.monotonic() - started) * 1000.0, 1)
         return result
+
+    def _teardown(self):
+        """Remove the lab and release its marker; None, or why that failed (the marker then stays)."""
+        self.phase = 'teardown'
+        try:
+            lab.remove_lab(self.lab_id)
+            with state.locked():
+                state.release(self.lab_id)
+                nflog.sync()
+        except (PflabError, OSError) as e:
+            return '%s' % e
+        return None
 
     def _run_in_lab(self):
         self.phase = 'lab creation'
@@ -233,7 +251,7 @@ class Runner:
                 elapsed_ms=elapsed_ms))
         self.phase = 'collection'
         new, lost, dummy = kmsg.since(kmsg.read_ring(), cursor)
-        trace, foreign = _trace(kmsg.log_records(new), probes, self.plan.ifnames())
+        trace, foreign, retransmitted = _trace(kmsg.log_records(new), probes, self.plan.ifnames())
         alive, unregistered = self._hooks(probes)
         return dict(
             status='ran',
@@ -245,6 +263,7 @@ class Runner:
             trace=trace,
             lost=lost,
             foreign=foreign,
+            retransmitted=retransmitted,
             observed=dict(reached=all(p['reached'] for p in probes), trace=[r['prefix'] for r in trace]),
         )
 
@@ -281,18 +300,22 @@ class Runner:
     def _walks(self, entry, role, probes, table):
         """For each probe whose packet passes this hook: what the packet can do in its chain (matcher)."""
         walks = []
+        nat = entry['table'] == 'nat' if entry['filter'].startswith('iptables') else \
+            self._chain_type(role, entry) == 'nat'
         for number, spec in enumerate(probes, 1):
             side = 'to' if role == spec['to'] else 'from' if role == spec['from'] else None
             kind = _PASSES.get((side, entry['hook']))
-            if kind is None or entry['family'] not in ('ip', 'inet'):
-                continue
+            if kind is None or entry['family'] not in ('ip', 'inet') or (nat and kind == 'syn-ack'):
+                continue  # NAT chains see only a connection's first packet
             end = self.plan.end_towards(role, spec['from'] if side == 'to' else spec['to'])
             ifname = end['ifname'] if end else ''
             ends = [(spec['source'], spec['source_port']), (spec['address'], spec['port'])]
             (src, sport), (dst, dport) = ends if kind == 'syn' else ends[::-1]
             received = entry['hook'] in ('prerouting', 'input')
+            # Conntrack runs at priority -200: a hook before it sees no state yet.
+            state = None if entry['priority'] <= _CONNTRACK_PRIORITY else 'new' if kind == 'syn' else 'established'
             pkt = matcher.packet('tcp', src, dst, sport, dport, ifname if received else '', '' if received else ifname,
-                                 ['SYN'] if kind == 'syn' else ['SYN', 'ACK'], 'new' if kind == 'syn' else 'established')
+                                 ['SYN'] if kind == 'syn' else ['SYN', 'ACK'], state)
             if entry['filter'].startswith('iptables'):
                 walk = matcher.xtables_walk(table, entry['chain'], pkt) if table else {'logs': [], 'verdict': 'accept'}
             else:
@@ -300,17 +323,26 @@ class Runner:
             walks.append(dict(walk, probe=number, packet=kind))
         return walks
 
+    def _chain_type(self, role, entry):
+        for obj in self.ruleset[role]:
+            chain = obj.get('chain')
+            if chain and (chain['family'], chain['table'], chain['name']) == (entry['family'], entry['table'],
+                                                                              entry['chain']):
+                return chain.get('type')
+        return None
+
 
 def _trace(records, probes, ifnames):
     """The LOG records of the probes' SYN and SYN-ACK, in kernel sequence order, each with its probe;
-    and how many records had a probe's addresses and ports but came through interfaces of no
-    namespace of this lab (another lab's, or anyone's)."""
+    how many records had a probe's addresses and ports but came through interfaces of no namespace
+    of this lab (another lab's, or anyone's); and how many were retransmissions (a SYN or SYN-ACK
+    sent again, RETRANSMIT_US or more after the probe's first record), which are not its path."""
     tuples = {}
     for number, spec in enumerate(probes, 1):
         ends = ((spec['source'], str(spec['source_port'])), (spec['address'], str(spec['port'])))
         tuples[ends[0] + ends[1]] = tuples[ends[1] + ends[0]] = number
     ours = set(ifnames) | set([''])
-    trace, foreign = [], 0
+    trace, foreign, retransmitted, first = [], 0, 0, {}
     for record in records:
         fields = record['fields']
         if fields.get('PROTO') != 'TCP' or 'SYN' not in record['tcp_flags']:
@@ -321,10 +353,13 @@ def _trace(records, probes, ifnames):
         if fields.get('IN', '') not in ours or fields.get('OUT', '') not in ours:
             foreign += 1
             continue
+        if record['timestamp_us'] - first.setdefault(probe_number, record['timestamp_us']) >= RETRANSMIT_US:
+            retransmitted += 1
+            continue
         trace.append(dict(
             seq=record['seq'], timestamp_us=record['timestamp_us'], prefix=record['prefix'], probe=probe_number,
             direction=_DIRECTION[(bool(fields.get('IN')), bool(fields.get('OUT')))],
             packet='syn-ack' if 'ACK' in record['tcp_flags'] else 'syn',
             fields=dict((k, fields.get(k)) for k in ('IN', 'OUT', 'SRC', 'DST', 'SPT', 'DPT')),
         ))
-    return trace, foreign
+    return trace, foreign, retransmitted

@@ -41,6 +41,7 @@ _COMMAND_OPTIONS = frozenset([
     '-A', '--append', '-I', '--insert', '-D', '--delete', '-R', '--replace', '-N', '--new-chain',
     '-X', '--delete-chain', '-F', '--flush', '-P', '--policy', '-E', '--rename-chain', '-t', '--table',
     '-Z', '--zero', '-L', '--list', '-S', '--list-rules',
+    '-M', '--modprobe',  # names a program for iptables to run
 ])
 _ERROR_LINE = re.compile(r'(?:Error occurred at line: |line )(\d+)')
 
@@ -183,7 +184,8 @@ def parse_rule(text):
         raise XtablesError('the rule is empty')
     for index, token in enumerate(tokens):
         if token in _COMMAND_OPTIONS:
-            raise XtablesError('%s does not belong in a rule: give the chain with chains[].name' % token)
+            raise XtablesError('%s does not belong in a rule (the chain comes from chains[].name; no option may '
+                               'give another command or a program to run)' % token)
         bad = _FORBIDDEN.search(token)
         if bad:
             raise XtablesError('character %r is not allowed in a rule (no shell ever sees it, but '

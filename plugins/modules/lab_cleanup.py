@@ -90,6 +90,12 @@ changes:
   elements: str
   sample: ['remove lab sc-4121: its owner, pid 4121, is gone', 'stop processes [4188] in pfl-sc-4121-server',
            'remove namespace pfl-sc-4121-server', 'set net.netfilter.nf_log_all_netns back to 0']
+failed:
+  description: What could not be removed, with the reason; it is tried again by the next cleanup.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 log_holders:
   description: Labs that need C(net.netfilter.nf_log_all_netns=1) after the cleanup.
   returned: always
@@ -109,6 +115,8 @@ def main():
         result = reaper.reap(module.check_mode, module.params['unmarked'])
     except (PflabError, OSError) as e:
         module.fail_json(msg=str(e))
+    if result['failed']:
+        module.fail_json(msg='; '.join(result['failed']), **result)
     module.exit_json(changed=bool(result['changes']), **result)
 
 

@@ -93,8 +93,9 @@ options:
   ruleset_file:
     description:
       - Path on the target of a ruleset file to load as C(nft -f) does, instead of O(table) and O(chains).
-      - A regular file of UTF-8 text, at most 16 MiB, without C(include) statements. Errors give nft's diagnostics
-        with the file's line and column, never the file's lines.
+      - A regular file of UTF-8 text, at most 16 MiB, without C(include) statements. When nft refuses it, the error
+        says how many errors nft found but not what they are, since they would quote the file (C(nft -c -f) on the
+        target shows them).
     type: path
   ruleset:
     description:

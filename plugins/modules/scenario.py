@@ -193,6 +193,12 @@ foreign:
   returned: when RV(status=ran)
   type: int
   sample: 0
+retransmitted:
+  description: Kernel log records of a SYN or SYN-ACK sent again (a second or more after the probe's first record, as a
+    probe with a long O(scenario) C(timeout_ms) into a drop makes), left out of the trace.
+  returned: when RV(status=ran)
+  type: int
+  sample: 0
 cleaned:
   description: What the run removed before it started, left by runs whose owner is gone (see M(pflab.netfilter.lab_cleanup)).
   returned: when RV(status=ran)

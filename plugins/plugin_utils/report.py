@@ -17,6 +17,8 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import clip
+
 SCHEMA = 'pflab.netfilter/report/1'
 RULE = 'different priorities: lowest first; equal priorities: the hook registered last runs first'
 ARTICLE_CONCLUSION = 'nftables has precedence over iptables'
@@ -26,6 +28,7 @@ PATH = (('received', 'prerouting'), ('received', 'input'), ('sent', 'output'), (
 PROBE_POINTS = (('from', 'output'), ('from', 'postrouting'), ('to', 'prerouting'), ('to', 'input'),
                 ('to', 'output'), ('to', 'postrouting'), ('from', 'prerouting'), ('from', 'input'))
 STATUSES = ('reproduced', 'differs', 'skipped', 'not run', 'failed', 'missing')
+_NOT_WALKED = frozenset(['ingress', 'egress'])  # forward is never on a locally delivered packet's way
 _IPV4_FAMILIES = ('ip', 'inet')
 _VERSION_KEYS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
 
@@ -95,7 +98,9 @@ def predicted(run, number):
     sure drop ends the path, a possible drop makes the rest optional.
     """
     probe = run['probes'][number - 1]
-    items, sure = [], True
+    # A netdev ingress or egress hook on the probe's way is not walked, and may drop first: then nothing is sure.
+    roles = (probe.get('from'), probe.get('to'))
+    items, sure = [], not any(e['netns'] in roles and e['hook'] in _NOT_WALKED for e in run.get('hooks', []))
     for side, hook in PROBE_POINTS:
         entries = [e for e in run.get('hooks', []) if e['netns'] == probe.get(side) and e['hook'] == hook
                    and _walk(e, number)]
@@ -170,6 +175,9 @@ def evaluate(scenario, run):
     if run.get('lost'):
         reasons.append('%d kernel log records were lost before they were read: the trace may be incomplete'
                        % run['lost'])
+    if run.get('retransmitted'):
+        reasons.append('%d kernel log records of retransmitted SYNs or SYN-ACKs (a second or more after the first) '
+                       'are not in the trace' % run['retransmitted'])
     if run.get('foreign'):
         reasons.append('%d kernel log records had the probes\' addresses and ports but came through interfaces of '
                        'no namespace of this lab: they are not in the trace' % run['foreign'])
@@ -183,6 +191,7 @@ def evaluate(scenario, run):
         probes=run.get('probes', []),
         trace=run.get('trace', []),
         foreign=run.get('foreign', 0),
+        retransmitted=run.get('retransmitted', 0),
         steps=run.get('steps', []),
         unregistered=run.get('unregistered', []),
         path=points,
@@ -246,8 +255,8 @@ def _evaluated(scenario, run):
 
 def problems(document, statuses):
     """'host: scenario: status: reason' for every run with one of ``statuses``."""
-    return ['%s: %s: %s: %s' % (r['host'], s['id'], r['status'], '; '.join(r.get('reasons') or []))
-            for s in document['scenarios'] for r in s['results'] if r['status'] in statuses]
+    return [clip('%s: %s: %s: %s' % (r['host'], s['id'], r['status'], '; '.join('%s' % why for why in r.get('reasons') or [])),
+                 500) for s in document['scenarios'] for r in s['results'] if r['status'] in statuses]
 
 
 def build(suite, run_id, generated, hosts_runs):

@@ -18,11 +18,11 @@ import functools
 import json
 import os
 import re
-import stat
 import traceback
 
 import yaml
 
+from ansible_collections.pflab.netfilter.plugins.module_utils import files
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, clip, shown
 
 try:
@@ -125,17 +125,9 @@ def _expanded_nodes(node, limit):
 def load(path):
     """The scenario in file ``path``, checked against the schema."""
     try:
-        with open(path, 'rb') as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ScenarioFileError('scenario %s is not a regular file' % path)
-            if st.st_size > MAX_BYTES:
-                raise ScenarioFileError('scenario %s is %d bytes; at most %d' % (path, st.st_size, MAX_BYTES))
-            text = f.read(MAX_BYTES + 1).decode('utf-8')
-    except (IOError, OSError) as e:
-        raise ScenarioFileError('cannot read scenario %s: %s' % (path, e.strerror or e))
-    except UnicodeDecodeError:
-        raise ScenarioFileError('scenario %s is not UTF-8 text' % path)
+        text = files.read_text(path, MAX_BYTES, 'scenario %s' % path)
+    except files.FileError as e:
+        raise ScenarioFileError('%s' % e)
     try:
         nodes = _expanded_nodes(yaml.compose(text, Loader=yaml.SafeLoader), MAX_NODES)
         if nodes > MAX_NODES:
@@ -198,7 +190,7 @@ def apply_variant(scenario, variant, origin):
         out['title'] = '%s (%s)' % (out['title'], variant['label'])
     out['variant'] = dict((k, v) for k, v in variant.items() if k not in ('id', 'title', 'label', 'expect', 'notes'))
     out['variant']['of'] = scenario['id']
-    check(out, '%s with variant %s' % (origin, out['id']))
+    check(out, '%s with variant %s' % (origin, shown(out['id'])))
     return out
 
 

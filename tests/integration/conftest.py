@@ -9,6 +9,7 @@ net.netfilter.nf_log_all_netns (the one host-wide change allowed) back.
 import contextlib
 import glob
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -30,6 +31,16 @@ TEST_LAB_PREFIXES = ('pfl-itest', 'pfl-sc-', 'pflscratch-')
 
 # ansible-runner starts ansible-playbook from PATH: use the one beside this Python.
 os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']
+
+# Modules called in this process (run_module) reach libnftables through the OS's binding, as on a
+# target (python3-nftables, pure Python over ctypes); the venv has no copy of it.
+OS_NFTABLES = '/usr/lib/python3/dist-packages/nftables'
+if os.path.isdir(OS_NFTABLES) and importlib.util.find_spec('nftables') is None:
+    _shim = os.path.join(ROOT, '.collections', 'os-nftables')
+    os.makedirs(_shim, exist_ok=True)
+    if not os.path.lexists(os.path.join(_shim, 'nftables')):
+        os.symlink(OS_NFTABLES, os.path.join(_shim, 'nftables'))
+    sys.path.append(_shim)
 
 # Read-only views of the initial namespace; none of them creates a table.
 HOST_VIEWS = [

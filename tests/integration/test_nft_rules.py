@@ -157,3 +157,25 @@ def test_bad_rule_into_a_new_table_is_named_and_nothing_is_applied(ansible, netn
     result, failed = results[0]
     assert failed and "chain input rule 10 ('tcp dport 70000 drop')" in result['msg']
     assert results[1][0]['stdout'].strip() == ''
+
+
+def test_netdev_chains_on_a_device_of_the_namespace(ansible, netns):
+    """The scratch namespace gets a device of the same name, for the wanted chain and the table's others."""
+    subprocess.run(['ip', '-n', NETNS, 'link', 'add', 'eth-lab', 'type', 'veth', 'peer', 'name', 'eth-peer'],
+                   check=True)
+    ingress = {'name': 'ingress', 'hook': 'ingress', 'device': 'eth-lab', 'priority': -10,
+               'rules': ['ip saddr 192.0.2.1 counter drop']}
+    other = {'name': 'peer', 'hook': 'ingress', 'device': 'eth-peer', 'rules': ['ip saddr 192.0.2.2 drop']}
+    task = {'pflab.netfilter.nft_rules': {'netns': NETNS, 'family': 'netdev', 'table': 'lab', 'chains': [ingress]}}
+    results = ansible.tasks([
+        task, task,
+        {'pflab.netfilter.nft_rules': {'netns': NETNS, 'family': 'netdev', 'table': 'lab', 'chains': [other]}},
+        {'pflab.netfilter.nft_rules': {'netns': NETNS, 'family': 'netdev', 'table': 'lab', 'exclusive': True,
+                                       'chains': [dict(ingress, rules=['ip saddr 192.0.2.3 drop'])]}},
+        RULESET,
+    ])
+    assert not any(failed for dummy, failed in results), [r.get('msg') for r, failed in results if failed]
+    assert results[0][0]['changed'] and not results[1][0]['changed'] and results[2][0]['changed']
+    ruleset = results[4][0]['stdout']
+    assert 'devices = { eth-lab }' in ruleset or 'device "eth-lab"' in ruleset
+    assert '192.0.2.3' in ruleset and '192.0.2.1' not in ruleset and '192.0.2.2' in ruleset

@@ -1,5 +1,7 @@
 """Lab planning and namespace naming: pure logic, no namespaces made."""
 
+import os
+
 import pytest
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import lab, netns
@@ -56,3 +58,18 @@ def test_bad_plans_are_refused_with_the_reason(kwargs, message):
 ])
 def test_split_lab_netns_name(name, expected):
     assert netns.split_lab_netns_name(name) == expected
+
+
+def test_a_namespace_s_listener_files_are_only_its_own(tmp_path, monkeypatch):
+    from ansible_collections.pflab.netfilter.plugins.module_utils import listener
+    monkeypatch.setattr(listener, 'RUN_DIR', str(tmp_path))
+    for name in ('nc-pfl-x-server-12345.pid', 'nc-pfl-x-server-12345.log', 'nc-pfl-x-server-2-client-80.pid',
+                 'other.json'):
+        (tmp_path / name).write_text('1\n')
+    listener.forget_netns('pfl-x-server')
+    assert sorted(os.listdir(str(tmp_path))) == ['nc-pfl-x-server-2-client-80.pid', 'other.json']
+
+
+def test_a_huge_subnet_takes_only_the_blocks_it_needs():
+    plan = lab.LabPlan('big', ['client', 'server'], subnet='0.0.0.0/0')  # 2^30 blocks: never listed
+    assert plan.addresses() == {'client': '0.0.0.1', 'server': '0.0.0.2'}

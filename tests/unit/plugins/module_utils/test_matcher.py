@@ -31,6 +31,9 @@ def logs(walk):
     (['-p tcp -j LAB', '-j LOG --log-prefix back'], [('in-lab', True), ('back', True)], 'accept'),
     (['-p tcp -g LAB', '-j LOG --log-prefix never'], [('in-lab', True)], 'accept'),
     (['-p tcp -j NFQUEUE --queue-num 1', '-j LOG --log-prefix after-queue'], [('after-queue', False)], 'maybe'),
+    # an unknown match's value is never read as an option: -p here is the string searched for
+    (['-m string --string -p --algo bm -j LOG --log-prefix str', '-j DROP'], [('str', False)], 'drop'),
+    (['-m conntrack --ctstate DNAT -j LOG --log-prefix nat', '-j DROP'], [('nat', False)], 'drop'),
 ])
 def test_xtables_walks(rules, expected_logs, verdict):
     save = '*filter\n:INPUT ACCEPT [0:0]\n:LAB - [0:0]\n' + ''.join('-A INPUT %s\n' % r for r in rules) + \
@@ -97,6 +100,14 @@ def ruleset(policy, *rules):
     ([rule('input', tcp('dport', 12345), {'jump': {'target': 'sub'}}), rule('input', log('back'))], SYN,
      [('in-sub', True), ('back', True)], 'drop'),
     ([rule('input', {'xt': {'type': 'match', 'name': 'u32'}}, log('xt'))], SYN, [('xt', False)], 'drop'),
+    ([rule('input', {'match': {'op': '==', 'left': {'payload': {'protocol': 'ip', 'field': 'saddr'}},
+                               'right': '@blocked'}}, log('in-set'))], SYN, [('in-set', False)], 'drop'),
+    ([rule('input', {'match': {'op': '==', 'left': {'meta': {'key': 'iifname'}}, 'right': 'ab12*'}}, log('wild'))],
+     SYN, [('wild', True)], 'drop'),
+    ([rule('input', tcp('dport', 12345), {'dnat': {'addr': '198.18.0.9'}}), rule('input', log('after-dnat'))], SYN,
+     [('after-dnat', False)], 'maybe'),
+    ([rule('input', {'match': {'op': '==', 'left': {'ct': {'key': 'state'}}, 'right': {'set': ['new']}}},
+           log('ct-set'))], SYN, [('ct-set', True)], 'drop'),
 ])
 def test_nft_walks(rules, packet, expected_logs, verdict):
     """Chain input has policy drop: falling off its end drops."""
@@ -121,3 +132,12 @@ def test_a_jump_loop_ends():
     objects = [o for o in objects if not ('rule' in o and o['rule']['chain'] == 'sub' and 'return' in o['rule']['expr'][0])]
     walk = matcher.nft_walk(objects + [rule('input', {'jump': {'target': 'sub'}})], 'inet', 'filter', 'input', SYN)
     assert walk['verdict'] == 'maybe'
+
+
+def test_before_conntrack_a_state_match_is_unknown():
+    raw = matcher.packet('tcp', '198.18.0.1', '198.18.0.2', 40312, 12345, 'ab12-client', '', ['SYN'], None)
+    save = '*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m state --state NEW -j LOG --log-prefix raw-new\nCOMMIT\n'
+    walk = matcher.xtables_walk(xtables.parse_save(save)['raw'], 'PREROUTING', raw)
+    assert logs(walk) == [('raw-new', False)]
+    walk = matcher.nft_walk(ruleset('accept', rule('input', CT_EST, log('est'))), 'inet', 'filter', 'input', raw)
+    assert logs(walk) == [('est', False)]

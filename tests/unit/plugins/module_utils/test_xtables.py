@@ -93,6 +93,8 @@ def test_rule_line_quotes_what_holds_spaces():
     ([{'name': 'bad name'}], 'chain name'),
     ([{'name': 'INPUT\n'}], 'chain name'),
     ([{'name': 'INPUT', 'rules': ['-j ' + 'x' * 5000]}], 'at most 4096'),
+    ([{'name': 'INPUT', 'rules': ['-p tcp --modprobe /tmp/evil -j ACCEPT']}], '--modprobe does not belong'),
+    ([{'name': 'INPUT', 'rules': ['-M /tmp/evil -j ACCEPT']}], '-M does not belong'),
     ([{'name': 'INPUT', 'rules': ['-j DROP', '-A X']}], 'chain INPUT rule 2'),
 ])
 def test_request_refuses(chains, message):

@@ -130,6 +130,19 @@ def test_every_probe_is_checked_against_its_own_prediction():
     assert report.evaluate(SCENARIO, dict(both, trace=swapped))['rule']['holds'] is False
 
 
+def test_a_hook_no_walk_reads_makes_the_prediction_optional():
+    """A netdev ingress chain may drop before input: the prediction cannot be sure of anything."""
+    ingress = dict(hook('nftables', 'ingress', 9, ['nft-ingress'], family='netdev'), walks=[])
+    result = report.evaluate(SCENARIO, run([], hooks=HOOKS + [ingress]))
+    assert result['rule'] == dict(predicted=['nft-input?', 'ipt-input?', 'nft-output?', 'ipt-output?'], holds=True)
+
+
+def test_retransmissions_are_said():
+    result = report.evaluate(SCENARIO, run(['nft-input', 'ipt-input'], retransmitted=4))
+    assert result['status'] == 'reproduced' and any(r.startswith('4 kernel log records of retransmitted')
+                                                    for r in result['reasons'])
+
+
 def test_foreign_records_are_said():
     result = report.evaluate(SCENARIO, run(['nft-input', 'ipt-input'], foreign=7))
     assert result['status'] == 'reproduced' and any(r.startswith('7 kernel log records') for r in result['reasons'])
