@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the collection keeps on a host between calls, and who owns it.
 
-Everything lives under /run/pflab (a tmpfs: gone at reboot, as labs are): one
-marker per lab (``labs/<lab>.json``: its owner, namespaces and whether its LOG rules
-need nf_log_all_netns), listener pidfiles, and the sysctl's original value. Every
-change of that state happens under one lock (flock on ``lock``), so concurrent runs
-see each other's labs whole.
+Everything lives in /run/pflab (a tmpfs: gone at reboot, as labs are), and only while
+it is in use: one marker per lab (``lab-<lab>.json``: its owner, namespaces and
+whether its LOG rules need nf_log_all_netns), listener pidfiles, and the sysctl's
+original value. Every change of that state happens under one lock (flock on the
+directory itself, so no lock file stays behind), so concurrent runs see each other's
+labs whole.
 
 An owner is a process: pid, start time (clock ticks after boot) and boot id. It is
 alive while a process with that pid and that start time runs on this boot, so a
@@ -23,13 +24,13 @@ import fcntl
 import json
 import os
 import random
+import re
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import names
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
 RUN_DIR = '/run/pflab'
-LABS_DIR = os.path.join(RUN_DIR, 'labs')
-_LOCK = os.path.join(RUN_DIR, 'lock')
+_MARKER = re.compile(r'lab-(?P<lab>.+)\.json')
 _BOOT_ID = '/proc/sys/kernel/random/boot_id'
 
 
@@ -65,17 +66,12 @@ def alive(owner):
     return owner.get('boot') == boot_id() and start_time(owner['pid']) == owner.get('start')
 
 
-def _ensure_dirs():
-    for path in (RUN_DIR, LABS_DIR):
-        if not os.path.isdir(path):
-            os.makedirs(path, 0o755)
-
-
 @contextlib.contextmanager
 def locked():
     """Hold the host's pflab lock for the block."""
-    _ensure_dirs()
-    fd = os.open(_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    if not os.path.isdir(RUN_DIR):
+        os.makedirs(RUN_DIR, 0o755)
+    fd = os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -84,12 +80,11 @@ def locked():
 
 
 def _marker_path(lab):
-    return os.path.join(LABS_DIR, names.check('lab', lab, 'lab name') + '.json')
+    return os.path.join(RUN_DIR, 'lab-%s.json' % names.check('lab', lab, 'lab name'))
 
 
 def claim(lab, namespaces, owner, log, ifname_tag=None):
     """Write the marker of a new lab; StateError when the lab has one already. Call under ``locked()``."""
-    _ensure_dirs()
     marker = {'lab': lab, 'owner': owner, 'namespaces': sorted(namespaces), 'log': bool(log), 'ifname_tag': ifname_tag}
     try:
         fd = os.open(_marker_path(lab), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -136,14 +131,14 @@ def marker(lab):
 def markers():
     """Every lab marker on this host, by lab id; unreadable ones as None."""
     try:
-        entries = sorted(os.listdir(LABS_DIR))
+        entries = sorted(os.listdir(RUN_DIR))
     except OSError:
         return {}
     found = {}
     for entry in entries:
-        lab = entry[:-len('.json')] if entry.endswith('.json') else None
-        if lab and names.valid('lab', lab):
-            found[lab] = _read(os.path.join(LABS_DIR, entry))
+        match = _MARKER.fullmatch(entry)
+        if match and names.valid('lab', match.group('lab')):
+            found[match.group('lab')] = _read(os.path.join(RUN_DIR, entry))
     return found
 
 

@@ -13,7 +13,7 @@ module: lab_cleanup
 short_description: Find and remove labs whose owner is gone, and set nf_log_all_netns back when no lab needs it
 version_added: 0.5.0
 description:
-  - Every lab carries a marker in C(/run/pflab/labs/) naming its owner (pid, start time and boot id of the process
+  - Every lab carries a marker in C(/run/pflab) naming its owner (pid, start time and boot id of the process
     that runs it; none for a lab kept until removed by M(pflab.netfilter.netns_lab)). A lab is stale when its owner
     is gone (the module was killed, or the host rebooted), or when it is a kept lab whose namespaces were removed by
     other means. Scratch namespaces (C(pflscratch-<pid>-<start>-<random>)) are stale when the process they name is

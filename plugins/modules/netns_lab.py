@@ -22,7 +22,7 @@ description:
     since nothing routes between labs.
   - O(state=absent) stops every process still running in the lab's namespaces and removes
     every namespace of the lab (whatever its roles), which removes their veths. Nothing else is touched.
-  - The lab is recorded in C(/run/pflab/labs/<name>.json) as kept until removed. A lab of the same name left by a
+  - The lab is recorded in C(/run/pflab/lab-<name>.json) as kept until removed. A lab of the same name left by a
     scenario run that was killed is removed first; a running scenario's lab is refused.
 author:
   - pflab.netfilter developers (@pflab)

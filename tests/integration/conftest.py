@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 INVENTORY = os.path.join(ROOT, 'inventory', 'localhost.yml')
 SYSCTL = '/proc/sys/net/netfilter/nf_log_all_netns'
 STATE_FILE = '/run/pflab/nf_log_all_netns.orig'
-MARKERS = '/run/pflab/labs'
+MARKERS = '/run/pflab/lab-*.json'
 # Labs tests make: their own (itest*) and the scenario runner's (sc-<pid>); and scratch namespaces.
 TEST_LAB_PREFIXES = ('pfl-itest', 'pfl-sc-', 'pflscratch-')
 
@@ -82,8 +82,8 @@ def remove_test_labs(prefixes=TEST_LAB_PREFIXES):
             for pid in _out(['ip', 'netns', 'pids', name]).split():
                 subprocess.run(['kill', '-9', pid], check=False)
             subprocess.run(['ip', 'netns', 'del', name], check=False)
-    for marker in glob.glob(os.path.join(MARKERS, '*.json')):
-        if ('pfl-' + os.path.basename(marker)).startswith(prefixes):
+    for marker in glob.glob(MARKERS):
+        if ('pfl-' + os.path.basename(marker)[len('lab-'):]).startswith(prefixes):
             os.unlink(marker)
 
 

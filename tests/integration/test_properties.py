@@ -96,7 +96,7 @@ def host_before():
     assert host_state() == before, 'a module changed the initial network namespace'
     with open(SYSCTL) as f:
         assert f.read() == sysctl
-    assert not os.listdir('/run/pflab/labs')
+    assert not glob.glob('/run/pflab/lab-*.json')
 
 
 @pytest.fixture
@@ -356,7 +356,7 @@ SCENARIO = arguments(
 def test_scenario_module_arguments(host_before, args, check_mode):
     call('scenario', args, check_mode)
     assert not [n for n in netns_names() if n.startswith(('pfl-sc-', 'pfl-itest-ps-'))]
-    assert not os.listdir('/run/pflab/labs')
+    assert not glob.glob('/run/pflab/lab-*.json')
 
 
 # The controller: scenario files, and reports built from whatever hosts return

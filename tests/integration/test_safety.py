@@ -105,7 +105,7 @@ def test_1_a_running_scenario_s_lab_is_refused_to_other_callers(ansible):
             if owner:
                 os.kill(owner, signal.SIGTERM)  # the run ends as on a timeout: it removes its lab
             run.wait(30)
-    assert not os.path.exists('/run/pflab/labs/itest-busy.json')
+    assert not os.path.exists('/run/pflab/lab-itest-busy.json')
 
 
 # 2. Nothing user-given reaches nft text unvalidated: the device field, names, rules.
@@ -196,7 +196,7 @@ def test_4_a_crash_inside_a_scenario_removes_the_lab(ansible):
     result, failed = ansible.module('scenario', {'scenario': scenario, 'lab': 'itest-crash'})
     assert failed and 'libnftables crashed' in result['msg'] and 'the lab was removed' in result['msg'], result
     assert not [n for n in netns_names() if n.startswith(('pfl-itest-crash-', 'pflscratch-'))]
-    assert not os.path.exists('/run/pflab/labs/itest-crash.json')
+    assert not os.path.exists('/run/pflab/lab-itest-crash.json')
     with open('/proc/sys/net/netfilter/nf_log_all_netns') as f:
         assert f.read() == sysctl
 
@@ -215,7 +215,7 @@ def _wait(predicate, seconds=20.0):
 
 def _owner(lab='itest-killed'):
     try:
-        with open('/run/pflab/labs/%s.json' % lab) as f:
+        with open('/run/pflab/lab-%s.json' % lab) as f:
             return json.load(f)['owner']['pid']
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -255,7 +255,7 @@ def test_5_a_scenario_killed_with_sigkill_is_cleaned_by_the_next_run(ansible, tm
     assert any(line.startswith('stop processes [') and str(nc) in line for line in result['cleaned'])
     assert not [n for n in netns_names() if n.startswith('pfl-itest-killed-')]
     assert not os.path.exists('/proc/%d' % nc) or open('/proc/%d/stat' % nc).read().split(')')[1].split()[0] == 'Z'
-    assert not glob.glob('/run/pflab/nc-pfl-itest-killed-*') and not os.path.exists('/run/pflab/labs/itest-killed.json')
+    assert not glob.glob('/run/pflab/nc-pfl-itest-killed-*') and not os.path.exists('/run/pflab/lab-itest-killed.json')
     with open('/proc/sys/net/netfilter/nf_log_all_netns') as f:
         assert f.read() == sysctl
     assert not os.path.exists('/run/pflab/nf_log_all_netns.orig')
@@ -269,7 +269,7 @@ def test_5_cleanup_entry_point_reports_and_spares_live_labs(ansible):
     subprocess.run(['ip', 'netns', 'add', 'pfl-itest-stale-server'], check=True)
     with open('/proc/sys/kernel/random/boot_id') as f:
         boot = f.read().strip()
-    with open('/run/pflab/labs/itest-stale.json', 'w') as f:
+    with open('/run/pflab/lab-itest-stale.json', 'w') as f:
         json.dump({'lab': 'itest-stale', 'owner': {'pid': dead.pid, 'start': 1, 'boot': boot},
                    'namespaces': ['pfl-itest-stale-server'], 'log': True, 'ifname_tag': 'abcd'}, f)
     subprocess.run(['ip', 'netns', 'add', 'pfl-itest-unmarked-x'], check=True)
@@ -396,7 +396,7 @@ def test_11_sigterm_inside_a_command_is_named(ansible):
                 run.kill()
     assert 'scenario term, step 1 (iptables): terminated by signal 15; the lab was removed' in out, out
     assert not [n for n in netns_names() if n.startswith(('pfl-itest-term-', 'pflscratch-'))]
-    assert not os.path.exists('/run/pflab/labs/itest-term.json')
+    assert not os.path.exists('/run/pflab/lab-itest-term.json')
 
 
 def test_11_check_mode_of_the_article_says_so_and_writes_nothing(ansible, tmp_path):
