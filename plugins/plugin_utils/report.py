@@ -102,10 +102,10 @@ def predicted(run, number):
     roles = (probe.get('from'), probe.get('to'))
     items, sure = [], not any(e['netns'] in roles and e['hook'] in _NOT_WALKED for e in run.get('hooks', []))
     for side, hook in PROBE_POINTS:
-        entries = [e for e in run.get('hooks', []) if e['netns'] == probe.get(side) and e['hook'] == hook
-                   and _walk(e, number)]
-        for entry in hook_order(entries):
-            walk = _walk(entry, number)
+        entries = [e for e in run.get('hooks', []) if e['netns'] == probe.get(side) and e['hook'] == hook]
+        for walk in (_walk(entry, number) for entry in hook_order(entries)):
+            if walk is None:
+                continue  # the probe's packet does not pass this hook (its family is IPv6, say)
             items += [(log['prefix'], sure and log['certain']) for log in walk['logs']]
             if walk['verdict'] == 'drop' and sure:
                 return items, True
