@@ -22,7 +22,7 @@ __metaclass__ = type
 
 import ipaddress
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import xtables
+from ansible_collections.pflab.netfilter.plugins.module_utils import nft, xtables
 
 YES, NO, MAYBE = 'yes', 'no', 'maybe'
 _DEPTH = 16  # jumps followed before the reading gives up (MAYBE)
@@ -320,13 +320,7 @@ def _nft_reading(rule, pkt):
 
 def nft_walk(objects, family, table, chain, pkt):
     """The walk of base chain ``chain`` of table ``family table`` in ``list ruleset`` objects: {logs, verdict}."""
-    chains, rules = {}, {}
-    for obj in objects:
-        if 'chain' in obj and (obj['chain']['family'], obj['chain']['table']) == (family, table):
-            chains[obj['chain']['name']] = obj['chain']
-            rules.setdefault(obj['chain']['name'], [])
-        elif 'rule' in obj and (obj['rule']['family'], obj['rule']['table']) == (family, table):
-            rules.setdefault(obj['rule']['chain'], []).append(obj['rule'])
+    chains, rules = nft.by_chain(objects, family, table)
     walk = _Walk(pkt, lambda name: rules.get(name) if name in chains else None, _nft_reading)
     ends = walk.chain(chain, True)
     return {'logs': walk.logs, 'verdict': _verdict(ends, chains.get(chain, {}).get('policy', 'accept'))}

@@ -212,14 +212,18 @@ def _as_input(objects, skeleton=False):
     return {'nftables': out}
 
 
-def _by_chain(objects):
+def by_chain(objects, family=None, table=None):
+    """({chain name: chain}, {chain name: [rules]}) of listed objects; of table ``family table`` only when given."""
     chains, rules = {}, {}
     for obj in objects or []:
-        if 'chain' in obj:
-            chains[obj['chain']['name']] = obj['chain']
-            rules.setdefault(obj['chain']['name'], [])
-        elif 'rule' in obj:
-            rules.setdefault(obj['rule']['chain'], []).append(obj['rule'])
+        kind, body = next(iter(obj.items()))
+        if family is not None and (body.get('family'), body.get('table')) != (family, table):
+            continue
+        if kind == 'chain':
+            chains[body['name']] = body
+            rules.setdefault(body['name'], [])
+        elif kind == 'rule':
+            rules.setdefault(body['chain'], []).append(body)
     return chains, rules
 
 
@@ -272,7 +276,7 @@ class Engine:
             rc, why = self._trial(scratch, rule_lines)
             if rc != 0:
                 raise NftError(self._explain(scratch, rule_lines, why))
-            dummy, rules = _by_chain(scratch.objects('table ' + self.request.ref))
+            dummy, rules = by_chain(scratch.objects('table ' + self.request.ref))
         return rules
 
     def _devices(self):
@@ -305,7 +309,7 @@ class Engine:
         if request.delete_table:
             return ([request.table_command('delete')], ['delete table %s' % request.ref]) if before is not None \
                 else ([], [])
-        chains, current = _by_chain(before)
+        chains, current = by_chain(before)
         if request.state == 'present':
             for chain in request.chains:
                 why = chain.base_differs(chains[chain.name]) if chain.name in chains else None

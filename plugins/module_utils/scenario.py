@@ -324,12 +324,8 @@ class Runner:
         return walks
 
     def _chain_type(self, role, entry):
-        for obj in self.ruleset[role]:
-            chain = obj.get('chain')
-            if chain and (chain['family'], chain['table'], chain['name']) == (entry['family'], entry['table'],
-                                                                              entry['chain']):
-                return chain.get('type')
-        return None
+        chains = nft.by_chain(self.ruleset[role], entry['family'], entry['table'])[0]
+        return chains.get(entry['chain'], {}).get('type')
 
 
 def _trace(records, probes, ifnames):
