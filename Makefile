@@ -17,10 +17,10 @@ NEWEST_PYTHON ?= $(shell for p in $(wildcard /usr/bin/python3.1[2-9] /usr/local/
 NEWEST_VENV := $(CURDIR)/.venv-newest
 MIN_KERNEL := 5.4
 # chromium and fonts-liberation: the report's test opens report.html in headless Chromium;
-# shellcheck: ansible-test sanity checks the shell scripts with it.
+# shellcheck: ansible-test sanity checks the shell scripts with it. bpftool: filter_facts lists BPF attachments.
 APT_PACKAGES := iptables nftables netcat-openbsd iproute2 util-linux procps git \
 	python3 python3-venv python3-apt python3-pyroute2 python3-nftables \
-	chromium fonts-liberation shellcheck
+	chromium fonts-liberation shellcheck bpftool
 REPORT_DIR ?= $(CURDIR)/report
 COLLECTION_LINK := .collections/ansible_collections/pflab/netfilter
 SANITY_TREE := build/sanity/ansible_collections/pflab/netfilter
@@ -29,7 +29,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup preflight packages venv collection report matrix test test-newest unit integration molecule sanity lint bench bench-suites screenshots clean
+.PHONY: help setup preflight packages venv collection report matrix test test-newest unit integration molecule sanity lint bench bench-suites bench-audit screenshots clean
 
 help:
 	@echo "make report  - install what is missing, run the article's experiments, write ./report/<run>/report.html"
@@ -38,6 +38,7 @@ help:
 	@echo "               then unit, integration and sanity again on the newest ansible-core"
 	@echo "make bench   - time the rule modules against ansible.builtin.iptables and raw restores"
 	@echo "make bench-suites - time make report and the matrix against a plain shell script"
+	@echo "make bench-audit  - time filter_facts on 10,000 + 10,000 rules and the audit of 20 hosts"
 	@echo "make screenshots  - retake the README's pictures from report/latest/report.html"
 	@echo "make clean   - remove .venv, .venv-newest, .collections, build/ and report/"
 
@@ -128,6 +129,9 @@ bench: setup
 
 bench-suites: setup
 	python bench/suites.py
+
+bench-audit: setup
+	python bench/audit.py
 
 screenshots: setup
 	python docs/screenshot.py $(REPORT_DIR)/latest/report.html docs/images

@@ -10,7 +10,6 @@ __metaclass__ = type
 import datetime
 import json
 import os
-import re
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
@@ -18,29 +17,10 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import names
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import shown
-from ansible_collections.pflab.netfilter.plugins.plugin_utils import report
+from ansible_collections.pflab.netfilter.plugins.plugin_utils import output, report
+from ansible_collections.pflab.netfilter.plugins.plugin_utils.output import jinja2
 
-try:
-    import jinja2
-except ImportError:  # ansible-core requires Jinja2; kept for a clear message
-    jinja2 = None
-
-_MD_SPECIAL = re.compile(r'[!-/:-@\[-`{-~]')  # ASCII punctuation
-_MD_ENTITIES = {'<': '&lt;', '&': '&amp;'}
 _FALLBACK_TEMPLATES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates')
-
-
-def _plain(value):
-    """Registered results as plain JSON types (Ansible may hand over its own container types)."""
-    return json.loads(json.dumps(value, default=to_text))
-
-
-def _md(value):
-    """Text that Markdown shows as it is, in a table cell: every ASCII punctuation character backslash-escaped
-    (CommonMark allows it for each), so no link, image, emphasis or HTML can form; '<' and '&' as entities;
-    line breaks as spaces."""
-    text = re.sub(r'\s+', ' ', to_text(value))
-    return _MD_SPECIAL.sub(lambda m: _MD_ENTITIES.get(m.group(0)) or '\\' + m.group(0), text)
 
 
 class ActionModule(ActionBase):
@@ -62,21 +42,14 @@ class ActionModule(ActionBase):
         for host in hosts:
             registered = hostvars[host].get(var) if host in hostvars else None
             runs = registered.get('results') if isinstance(registered, dict) else None
-            out.append((to_text(host), _plain(runs) if runs is not None else None))
+            out.append((to_text(host), output.plain(runs) if runs is not None else None))
         return out
 
     def _render(self, data):
-        loader = jinja2.FileSystemLoader(self._template_dir())
-        common = dict(loader=loader, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-                      keep_trailing_newline=True)
-        md = jinja2.Environment(autoescape=False, **common)
-        md.filters['md'] = _md
-        html = jinja2.Environment(autoescape=True, **common)
-        return {
-            'report.json': json.dumps(data, indent=2, sort_keys=False) + '\n',
-            'report.md': md.get_template('report.md.j2').render(report=data),
-            'report.html': html.get_template('report.html.j2').render(report=data),
-        }
+        files = output.render(self._template_dir(), data, 'report',
+                              (('report.md', 'report.md.j2'), ('report.html', 'report.html.j2')))
+        files['report.json'] = json.dumps(data, indent=2, sort_keys=False) + '\n'
+        return files
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -105,16 +78,7 @@ class ActionModule(ActionBase):
         if self._task.check_mode:
             return result
         try:
-            os.makedirs(folder, exist_ok=True)
-            for name, content in files.items():
-                with open(os.path.join(folder, name), 'w', encoding='utf-8') as f:
-                    f.write(content)
-            if args.get('latest', True):
-                link, tmp_link = os.path.join(dest, 'latest'), os.path.join(dest, '.latest.%d' % os.getpid())
-                if os.path.lexists(link) and not os.path.islink(link):
-                    raise OSError('%s exists and is not a link; not replacing it' % link)
-                os.symlink(run_id, tmp_link)
-                os.replace(tmp_link, link)
+            output.write_run(dest, run_id, files, args.get('latest', True))
         except OSError as e:
             return dict(result, failed=True, msg='writing the report in %s: %s' % (folder, e))
         return result

@@ -52,7 +52,7 @@ def os_release(path='/etc/os-release'):
     return {'id': info.get('id'), 'id_like': info.get('id_like', '').split(), 'version_id': info.get('version_id')}
 
 
-def _kernel_has_legacy_xtables(release):
+def kernel_has_legacy_xtables(release):
     if os.path.exists(LEGACY_PROC):
         return True
     for index in ('modules.builtin', 'modules.dep'):
@@ -86,7 +86,7 @@ def legacy_support(found_tools, release):
     """Whether iptables-legacy can run here, and why not when it cannot."""
     if not found_tools['iptables-legacy']['path']:
         return {'usable': False, 'reason': 'no iptables-legacy binary (RHEL 9 and some distributions ship none)'}
-    if not _kernel_has_legacy_xtables(release):
+    if not kernel_has_legacy_xtables(release):
         return {'usable': False, 'reason': 'kernel %s has no legacy xtables (CONFIG_IP_NF_IPTABLES or CONFIG_NETFILTER_XTABLES_LEGACY off)' % release}
     return {'usable': True, 'reason': None}
 

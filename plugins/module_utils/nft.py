@@ -227,7 +227,7 @@ def by_chain(objects, family=None, table=None):
     return chains, rules
 
 
-def _with_devices(api, objects):
+def with_devices(api, objects):
     """``objects`` with each netdev base chain's device: nft 1.0.6 leaves it out of the JSON listing, so it is
     read from the text one (only for chains whose names are names: a listing command is text too)."""
     for obj in objects or []:
@@ -460,7 +460,7 @@ def _load(api, scratch, ruleset, reload, check_mode, diff):
 
 def _manage_table(api, scratch, request, check_mode, diff):
     engine = Engine(api, request, scratch)
-    before = _with_devices(api, api.objects('table ' + request.ref))
+    before = with_devices(api, api.objects('table ' + request.ref))
     before_text = api.text('table ' + request.ref) if before is not None and diff else ''
     commands, changes = engine.plan(before)
     if commands and not check_mode:

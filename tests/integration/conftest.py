@@ -117,23 +117,24 @@ class Ansible:
         self.tmp_path = tmp_path
         self.runs = 0
 
-    def _run(self, **kwargs):
+    def _run(self, inventory=None, **kwargs):
         # A folder per run: ansible-runner keeps a run's command line (--check) in its folder for the next.
         self.runs += 1
         folder = self.tmp_path / ('run-%d' % self.runs)
         folder.mkdir()
         result = ansible_runner.run(
             private_data_dir=str(folder),
-            inventory=INVENTORY,
+            inventory=inventory or INVENTORY,
             envvars={'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg')},
             quiet=True,
             **kwargs
         )
         return result
 
-    def playbook(self, name, check=True, **extravars):
-        """Run playbooks/``name`` of the checkout, or the playbook at the absolute path ``name``."""
-        result = self._run(playbook=os.path.join(ROOT, 'playbooks', name), extravars=extravars)
+    def playbook(self, name, check=True, inventory=None, **extravars):
+        """Run playbooks/``name`` of the checkout, or the playbook at the absolute path ``name``, on the default
+        inventory or ``inventory``."""
+        result = self._run(playbook=os.path.join(ROOT, 'playbooks', name), inventory=inventory, extravars=extravars)
         if check:
             assert result.rc == 0, result.stdout.read()
         return result

@@ -87,7 +87,8 @@ def test_ansible_doc_is_complete_for_every_module_and_role(module_docs):
         assert doc['doc']['short_description'] and doc['doc']['description'], name
         assert doc['doc']['author'] and doc['doc']['attributes'].get('check_mode'), name
         assert doc['examples'].strip() and doc['return'], name
-    roles = _ansible_doc('-t', 'role', 'pflab.netfilter.lab_host', 'pflab.netfilter.lab', 'pflab.netfilter.report')
+    roles = _ansible_doc('-t', 'role', 'pflab.netfilter.lab_host', 'pflab.netfilter.lab', 'pflab.netfilter.report',
+                         'pflab.netfilter.audit')
     for name, doc in roles.items():
         assert doc['entry_points']['main']['short_description'], name
         assert doc['entry_points']['main']['options'], name

@@ -186,7 +186,7 @@ def test_html_escapes_everything_from_hosts():
 @pytest.mark.parametrize('text', ['[c](javascript:alert(1))', '![i](http://192.0.2.1/x.png)', '<b>x</b>',
                                   '<javascript:alert(1)>', '*em* _u_ `code` a|b', 'line\nbreak'])
 def test_markdown_cells_show_text_as_it_is(text):
-    from ansible_collections.pflab.netfilter.plugins.action.report import _md
+    from ansible_collections.pflab.netfilter.plugins.plugin_utils.output import md as _md
     cell = _md(text)
     assert '](' not in cell and '<' not in cell and '\n' not in cell and '|' not in cell.replace('\\|', '')
     # and it reads back as the text itself, once escapes and entities are undone

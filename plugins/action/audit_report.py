@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Writes the fleet audit report on the controller from every play host's filter_facts reading."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import names
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import shown
+from ansible_collections.pflab.netfilter.plugins.plugin_utils import audit, output
+from ansible_collections.pflab.netfilter.plugins.plugin_utils.output import jinja2
+
+try:
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+except ImportError:
+    CollectorRegistry = None
+
+_FALLBACK_TEMPLATES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'audit', 'templates')
+ARGUMENT_SPEC = dict(
+    dest=dict(type='path', required=True),
+    run_id=dict(type='str'),
+    facts_var=dict(type='str', default='pflab_filter_facts'),
+    hosts=dict(type='list', elements='str'),
+    fail_on=dict(type='str', default='high', choices=list(audit.FAIL_ON)),
+    junit=dict(type='bool', default=True),
+    textfiles=dict(type='bool', default=False),
+    latest=dict(type='bool', default=True),
+)
+
+
+def _playbook_started():
+    """When the ansible-playbook process (this worker's parent) started: one run, one folder, also across the
+    batches of a serial play. Now, where /proc cannot tell."""
+    try:
+        with open('/proc/%d/stat' % os.getppid()) as f:
+            ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+        with open('/proc/stat') as f:
+            boot = int(next(line.split()[1] for line in f if line.startswith('btime ')))
+        return datetime.datetime.fromtimestamp(boot + ticks // os.sysconf('SC_CLK_TCK'), datetime.timezone.utc)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return datetime.datetime.now(datetime.timezone.utc)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def _template_dir(self):
+        try:
+            return os.path.dirname(self._find_needle('templates', 'audit.html.j2'))
+        except AnsibleError:
+            return _FALLBACK_TEMPLATES
+
+    def _readings(self, args, task_vars):
+        """[(host, reading or None, why not)] of the hosts asked, or of every host of the play read so far."""
+        hostvars = task_vars['hostvars']
+        hosts = args['hosts'] or task_vars.get('ansible_play_hosts_all') or []
+        out = []
+        for host in hosts:
+            reading = hostvars[host].get(args['facts_var']) if host in hostvars else None
+            if isinstance(reading, dict) and reading.get('schema', '').startswith('pflab.netfilter/filter_facts/'):
+                out.append((to_text(host), output.plain(reading), None))
+            elif args['hosts'] or host in (task_vars.get('ansible_play_batch') or []):
+                out.append((to_text(host), None, 'filter_facts gave no reading (unreachable or failed)'))
+        return out
+
+    def _files(self, data, args):
+        files = output.render(self._template_dir(), data, 'audit',
+                              (('audit.md', 'audit.md.j2'), ('audit.html', 'audit.html.j2')))
+        files['audit.json'] = json.dumps(data, indent=2) + '\n'
+        if args['junit']:
+            files['audit.junit.xml'] = audit.junit(data)
+        textfiles = {}
+        if args['textfiles']:
+            names_ = audit.file_names([row['host'] for row in data['hosts']])
+            for row in data['hosts']:
+                textfiles[row['host']] = 'textfiles/%s.prom' % names_[row['host']]
+                files[textfiles[row['host']]] = generate_latest(audit.metrics(row, CollectorRegistry, Gauge)).decode()
+        return files, textfiles
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        dummy, args = self.validate_argument_spec(ARGUMENT_SPEC)  # raises on invalid arguments
+        started = _playbook_started()
+        run_id = args['run_id'] or '%s-audit' % started.strftime('%Y%m%dT%H%M%SZ')
+        if not names.valid('run_id', run_id):
+            return dict(result, failed=True, msg='run_id %s is invalid: 1-100 of letters, digits, ".", "_" and "-"'
+                        % shown(run_id))
+        if jinja2 is None:
+            return dict(result, failed=True, msg='the audit report needs the Jinja2 Python library on the controller')
+        if args['textfiles'] and CollectorRegistry is None:
+            return dict(result, failed=True, msg='textfiles=true needs the prometheus_client Python library on the '
+                                                 'controller (pip install prometheus_client)')
+        now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+        data = audit.build(run_id, now, self._readings(args, task_vars), args['fail_on'])
+        try:
+            files, textfiles = self._files(data, args)
+        except jinja2.TemplateError as e:
+            return dict(result, failed=True, msg='rendering the audit report: %s' % e)
+        dest = os.path.abspath(os.path.expanduser(to_text(args['dest'])))
+        folder = os.path.join(dest, run_id)
+        result.update(changed=not self._task.check_mode, dir=folder, summary=data['summary'],
+                      failing=data['summary']['failing'], files=[os.path.join(folder, n) for n in sorted(files)],
+                      textfiles=dict((host, os.path.join(folder, name)) for host, name in textfiles.items()),
+                      written=not self._task.check_mode)
+        if self._task.check_mode:
+            return result
+        try:
+            output.write_run(dest, run_id, files, args['latest'])
+        except OSError as e:
+            return dict(result, failed=True, msg='writing the audit report in %s: %s' % (folder, e))
+        return result
