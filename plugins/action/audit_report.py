@@ -16,7 +16,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import names
-from ansible_collections.pflab.netfilter.plugins.module_utils.errors import shown
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import clip, shown
 from ansible_collections.pflab.netfilter.plugins.plugin_utils import audit, output
 from ansible_collections.pflab.netfilter.plugins.plugin_utils.output import jinja2
 
@@ -29,7 +29,7 @@ _FALLBACK_TEMPLATES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles
 ARGUMENT_SPEC = dict(
     dest=dict(type='path', required=True),
     run_id=dict(type='str'),
-    facts_var=dict(type='str', default='pflab_filter_facts'),
+    results_var=dict(type='str', default='audit_read'),
     hosts=dict(type='list', elements='str'),
     fail_on=dict(type='str', default='high', choices=list(audit.FAIL_ON)),
     junit=dict(type='bool', default=True),
@@ -61,16 +61,20 @@ class ActionModule(ActionBase):
             return _FALLBACK_TEMPLATES
 
     def _readings(self, args, task_vars):
-        """[(host, reading or None, why not)] of the hosts asked, or of every host of the play read so far."""
+        """[(host, reading or None, why not)] of the hosts asked, or of every host of the play read so far.
+        The reading is the one registered in this run, never a fact a cache kept from an earlier one."""
         hostvars = task_vars['hostvars']
         hosts = args['hosts'] or task_vars.get('ansible_play_hosts_all') or []
         out = []
         for host in hosts:
-            reading = hostvars[host].get(args['facts_var']) if host in hostvars else None
+            registered = hostvars[host].get(args['results_var']) if host in hostvars else None
+            registered = registered if isinstance(registered, dict) else {}
+            reading = (registered.get('ansible_facts') or {}).get('pflab_filter_facts')
             if isinstance(reading, dict) and reading.get('schema', '').startswith('pflab.netfilter/filter_facts/'):
                 out.append((to_text(host), output.plain(reading), None))
-            elif args['hosts'] or host in (task_vars.get('ansible_play_batch') or []):
-                out.append((to_text(host), None, 'filter_facts gave no reading (unreachable or failed)'))
+            elif registered or args['hosts'] or host in (task_vars.get('ansible_play_batch') or []):
+                why = registered.get('msg') or ('unreachable' if registered.get('unreachable') else 'no reading')
+                out.append((to_text(host), None, 'filter_facts: %s' % clip(to_text(why), 300)))
         return out
 
     def _files(self, data, args):

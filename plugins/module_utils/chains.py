@@ -94,19 +94,25 @@ class View:
         return out
 
 
-def _xt_read(table, chain_name, view, depth=0, top=True):
+def _xt_read(table, chain_name, view, depth=0, top=True, narrowed=False):
     for rule in table.rules.get(chain_name, []) if depth <= _DEPTH else []:
-        words = xtables.split_words(rule)
-        target, fields, other, index = None, {}, False, 0
+        try:
+            words = xtables.split_words(rule)
+        except xtables.XtablesError:
+            words = ['?']  # quotes the reading cannot split: a rule of unknown match and verdict
+        target, fields, other, index, negated = None, {}, narrowed, 0, False
         while index < len(words):
             word = words[index]
             value = words[index + 1] if index + 1 < len(words) else ''
             if word in ('-j', '--jump', '-g', '--goto'):
                 target = value
                 break
-            if word == '!':  # a negated match: neither scope nor skipped, only narrower
-                other = True
-                index += 3
+            if word == '!':  # the next match is negated: not a scope, only narrower
+                other = negated = True
+                index += 1
+                continue
+            if negated and word in _XT_SCOPE:
+                index += 2
             elif word in _XT_SCOPE:
                 key = _XT_SCOPE[word]
                 fields[key] = _ct_scope(value.split(',')) if key == 'ct' else value
@@ -116,6 +122,7 @@ def _xt_read(table, chain_name, view, depth=0, top=True):
             else:
                 other = True
                 index += 1
+            negated = False
         text = '-A %s %s' % (chain_name, rule)
         verdict = _XT_VERDICTS.get(target)
         if verdict == 'accept':
@@ -125,8 +132,8 @@ def _xt_read(table, chain_name, view, depth=0, top=True):
             if top and not fields and not other and view.unconditional_drop is None:
                 view.unconditional_drop = text
         elif target in table.policies and target not in view.reached:
-            view.reached.append(target)
-            _xt_read(table, target, view, depth + 1, top=False)
+            view.reached.append(target)  # what it accepts there is narrowed by this rule's match
+            _xt_read(table, target, view, depth + 1, False, narrowed or other or bool(fields))
 
 
 def xtables_views(backend, family, table):
@@ -171,9 +178,9 @@ def _nft_match(expr, fields):
     return False
 
 
-def _nft_read(rules, chain_name, view, depth=0, top=True):
+def _nft_read(rules, chain_name, view, depth=0, top=True, narrowed=False):
     for rule in rules.get(chain_name, []) if depth <= _DEPTH else []:
-        fields, other, verdict, target = {}, False, None, None
+        fields, other, verdict, target = {}, narrowed, None, None
         for expr in rule.get('expr', []):
             if not isinstance(expr, dict) or not expr:
                 continue
@@ -198,7 +205,7 @@ def _nft_read(rules, chain_name, view, depth=0, top=True):
                 view.unconditional_drop = text
         elif target and target in rules and target not in view.reached:
             view.reached.append(target)
-            _nft_read(rules, target, view, depth + 1, top=False)
+            _nft_read(rules, target, view, depth + 1, False, narrowed or other or bool(fields))
 
 
 def nft_views(objects, owners, skip=()):
@@ -248,14 +255,20 @@ def _attachment_entries(interfaces):
     return out
 
 
-def _mark_ties(entries):
+def _ties(entries):
     by_priority = {}
     for entry in entries:
         if entry['layer'] == 'netfilter' or entry['layer'] == 'nft-netdev':
             by_priority.setdefault((entry['layer'], entry['priority']), []).append(entry)
-    for group in by_priority.values():
+    return [group for group in by_priority.values() if len(group) > 1]
+
+
+def _mark_ties(entries):
+    for entry in entries:
+        entry['tie'] = False
+    for group in _ties(entries):
         for entry in group:
-            entry['tie'] = len(group) > 1
+            entry['tie'] = True
 
 
 def hook_points(views, interfaces, listed_order=None):
@@ -277,13 +290,15 @@ def hook_points(views, interfaces, listed_order=None):
                                                       e['priority'] if e['priority'] is not None else 0))
         order = 'priority'
         known = (listed_order or {}).get(point)
-        if known is not None:
-            entries.sort(key=lambda e: _listed_index(known, e))
+        _mark_ties(entries)
+        if known is not None:  # the kernel's order among equal priorities, where it names every entry
             order = 'nft list hooks'
-            for entry in entries:
-                entry['tie'] = False
-        else:
-            _mark_ties(entries)
+            for group in _ties(entries):
+                if all(_listed_index(known, e) < len(known) for e in group):
+                    for entry in group:
+                        entry['tie'] = False
+            entries.sort(key=lambda e: (layers.index(e['layer']) if e['layer'] in layers else 0,
+                                        e['priority'] if e['priority'] is not None else 0, _listed_index(known, e)))
         out.append(dict(point=point, order=order, entries=entries))
     return out
 

@@ -33,16 +33,20 @@ import re
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import chains, files, host, names, netns, nft, xtables
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
-from ansible_collections.pflab.netfilter.plugins.module_utils.nft_api import open_api
+from ansible_collections.pflab.netfilter.plugins.module_utils.nft_api import NftError, open_api
 
 SCHEMA = 'pflab.netfilter/filter_facts/1'
 IPVERS = {'ipv4': {'stem': 'iptables', 'family': 'ip', 'names': '/proc/self/net/ip_tables_names'},
           'ipv6': {'stem': 'ip6tables', 'family': 'ip6', 'names': '/proc/self/net/ip6_tables_names'}}
 CONFIG_PATHS = ('/etc/nftables.conf', '/etc/sysconfig/nftables.conf')
+# nftables.service enabled: systemd loads the configuration at boot
+SERVICE_LINKS = ('/etc/systemd/system/sysinit.target.wants/nftables.service',
+                 '/etc/systemd/system/multi-user.target.wants/nftables.service')
 CONFIG_MAX = 16 << 20
 BR_NETFILTER = ('bridge-nf-call-iptables', 'bridge-nf-call-ip6tables', 'bridge-nf-call-arptables')
 _XDP_MODES = {1: 'native', 2: 'generic', 3: 'offload'}
-_INCOMPATIBLE = re.compile(r"^# Table `([^']+)' is incompatible", re.M)
+# iptables-nft-save's two ways of saying a table holds what it did not make
+_INCOMPATIBLE = re.compile(r"^# Table `([^']+)' (?:is incompatible|contains incompatible base-chains)", re.M)
 _DECLARED = re.compile(r'^\s*(?:add\s+|create\s+)?table\s+(?:(ip|ip6|inet|arp|bridge|netdev)\s+)?([A-Za-z_][\w.-]*)',
                        re.M)
 _HOOKS_FAMILY = re.compile(r'^family (\w+) \{')
@@ -54,6 +58,22 @@ _HOOKS_LEGACY = re.compile(r'ip(6?)table_(\w+?)_hook')
 
 class FactsError(PflabError):
     pass
+
+
+def module_ready(name):
+    """Whether kernel module ``name`` is there already: a netlink request for an absent one (nf_tables,
+    nfnetlink_hook) would make the kernel load it, a change a reading must not make."""
+    try:
+        with open('/proc/modules') as f:
+            if any(line.split(' ', 1)[0] == name for line in f):
+                return True
+    except (IOError, OSError):
+        return True  # no /proc/modules: a kernel without loadable modules, nothing can be loaded
+    try:
+        with open(os.path.join('/lib/modules', os.uname()[2], 'modules.builtin')) as f:
+            return any(os.path.basename(line.strip()) == name + '.ko' for line in f)
+    except (IOError, OSError):
+        return False
 
 
 def _json(rc, out, err, what):
@@ -116,25 +136,35 @@ class Reader:
         return 'legacy' if '(legacy)' in out else 'nf_tables' if '(nf_tables)' in out else None
 
     def nftables(self):
-        """(objects of list ruleset, text of nft list hooks or None)."""
+        """(objects of list ruleset, text of nft list hooks or None); nothing when nf_tables is not loaded."""
+        if not module_ready('nf_tables'):
+            return [], None
         api = open_api(self.module, self.netns, self.api_choice)
         try:
-            objects = nft.with_devices(api, api.objects('ruleset') or [])
-            rc, out, err = api.list('hooks', json_output=False)
-            return objects, (out if rc == 0 and out.strip() else None)
+            objects = api.objects('ruleset') or []
+            try:
+                objects = nft.with_devices(api, objects)
+            except NftError:
+                pass  # a chain whose name nft's grammar refuses: its device stays unknown
+            hooks_text = None
+            if module_ready('nfnetlink_hook'):
+                rc, out, err = api.list('hooks', json_output=False)
+                hooks_text = out if rc == 0 and out.strip() else None
+            return objects, hooks_text
         finally:
             api.close()
 
     def links(self):
         return _json(*self.runner.run(['ip', '-d', '-j', 'link', 'show']), what='ip -d -j link show')
 
-    def tc(self, links):
+    def tc(self):
         """{device: {'ingress': [filters], 'egress': [filters]}} of devices with a clsact or ingress qdisc."""
         qdiscs = _json(*self.runner.run(['tc', '-j', 'qdisc', 'show']), what='tc -j qdisc show')
         found = {}
         for qdisc in qdiscs:
             dev = qdisc.get('dev')
-            if qdisc.get('kind') not in ('clsact', 'ingress') or not names.valid('ifname', dev or ''):
+            # argv, never a shell: any device name will do but one tc would take for an option
+            if qdisc.get('kind') not in ('clsact', 'ingress') or not dev or dev.startswith('-') or '\x00' in dev:
                 continue
             directions = ('ingress', 'egress') if qdisc['kind'] == 'clsact' else ('ingress',)
             for direction in directions:
@@ -244,7 +274,10 @@ def _config(path, netns_name):
             return {'path': None, 'exists': False}
     if not os.path.exists(path):
         return {'path': path, 'exists': False}
-    return read_config(path)
+    found = read_config(path)
+    # only the host's own file is loaded by its nftables.service; a file given for a namespace: unknown
+    found['loaded_at_boot'] = None if netns_name else any(os.path.lexists(p) for p in SERVICE_LINKS)
+    return found
 
 
 def _tables_summary(tables):
@@ -253,13 +286,24 @@ def _tables_summary(tables):
                 for name, table in sorted(tables.items()))
 
 
-def _owned(nft_saves):
-    """{(family, table): 'iptables-nft'} for the tables *-nft-save printed or called incompatible."""
+def _parse_save(text):
+    try:
+        return xtables.parse_save(text or '')
+    except (ValueError, xtables.XtablesError):
+        raise FactsError('cannot read the output of *-save (a chain name with a blank or newline?)')
+
+
+def _owned(nft_saves, registered):
+    """{(family, table): 'iptables-nft'} for the tables *-nft-save printed or called incompatible whose base
+    chains are the built-in ones of that table (a native "table ip filter" with chain input is not
+    iptables-nft's, though *-nft-save prints it)."""
     owners = {}
     for ipver, text in nft_saves.items():
         family = IPVERS[ipver]['family']
-        for name in list(xtables.parse_save(text or '')) + _INCOMPATIBLE.findall(text or ''):
-            owners[(family, name)] = 'iptables-nft'
+        for name in list(_parse_save(text)) + _INCOMPATIBLE.findall(text or ''):
+            base = [chain for (f, t, chain) in registered if (f, t) == (family, name)]
+            if all(chain in xtables.BUILTIN_CHAINS.get(name, ()) for chain in base):
+                owners[(family, name)] = 'iptables-nft'
     return owners
 
 
@@ -273,6 +317,15 @@ def _nft_tables(objects, owners):
     return [{'family': t['family'], 'name': t['name'], 'owner': owners.get((t['family'], t['name']), 'nftables'),
              'chains': chains_.get((t['family'], t['name']), 0), 'rules': rules.get((t['family'], t['name']), 0)}
             for t in (o['table'] for o in objects if 'table' in o)]
+
+
+def _normal_objects(objects):
+    """Each table's objects as text without handles or counters, in listing order within the table."""
+    tables = {}
+    for obj in objects:
+        kind, body = next(iter(obj.items()))
+        tables.setdefault((body.get('family'), body.get('table', body.get('name'))), []).append(obj)
+    return [nft.comparable(listed) for key, listed in sorted(tables.items(), key=lambda kv: '%s' % (kv[0],))]
 
 
 def digest(reading):
@@ -292,18 +345,18 @@ def read(reader, config_path=None):
     legacy_tables, nft_saves, incompatible = {}, {}, {}
     for ipver, spec in IPVERS.items():
         text = reader.save(spec['stem'] + '-legacy-save') if legacy_names[ipver] else ''
-        legacy_tables[ipver] = xtables.parse_save(text or '')
+        legacy_tables[ipver] = _parse_save(text)
     objects, hooks_text = reader.nftables()
     families = set(t['family'] for t in (o['table'] for o in objects if 'table' in o))
     for ipver, spec in IPVERS.items():
         nft_saves[ipver] = reader.save(spec['stem'] + '-nft-save') if spec['family'] in families else ''
         incompatible[ipver] = sorted(_INCOMPATIBLE.findall(nft_saves[ipver] or ''))
-    owners = _owned(nft_saves)
+    registered = nft.base_chains(objects)
+    owners = _owned(nft_saves, registered)
     nft_tables = {}
     for ipver, text in nft_saves.items():
-        nft_tables[ipver] = dict((name, table) for name, table in xtables.parse_save(text or '').items()
-                                 if name not in incompatible[ipver])
-    registered = nft.base_chains(objects)
+        nft_tables[ipver] = dict((name, table) for name, table in _parse_save(text).items()
+                                 if name not in incompatible[ipver] and (IPVERS[ipver]['family'], name) in owners)
     views = []
     for ipver, spec in IPVERS.items():
         for table in legacy_tables[ipver].values():
@@ -314,7 +367,7 @@ def read(reader, config_path=None):
     read_by_save = set((IPVERS[ipver]['family'], name) for ipver in IPVERS for name in nft_tables[ipver])
     views += chains.nft_views(objects, owners, skip=read_by_save)
     links = reader.links()
-    tc = reader.tc(links)
+    tc = reader.tc()
     interfaces = [{'name': link['ifname'], 'kind': link.get('linkinfo', {}).get('info_kind', link.get('link_type')),
                    'xdp': _xdp(link), 'tc': tc.get(link['ifname'], {})} for link in links]
     listed = parse_hooks(hooks_text) if hooks_text else None
@@ -329,9 +382,9 @@ def read(reader, config_path=None):
                                       'incompatible': incompatible[ipver],
                                       'legacy_warning': 'iptables-legacy tables present' in (nft_saves[ipver] or '')})
                              for ipver in IPVERS),
-        'nftables': {'tables': _nft_tables(objects, owners),
+        'nftables': {'tables': sorted(_nft_tables(objects, owners), key=lambda t: (t['family'], t['name'])),
                      'base_chains': [dict(v.entry(), hook=v.hook) for v in views if v.backend != 'iptables-legacy']},
-        'interfaces': [i for i in interfaces if i['xdp'] or any(i['tc'].values())],
+        'interfaces': sorted((i for i in interfaces if i['xdp'] or any(i['tc'].values())), key=lambda i: i['name']),
         'bpftool': reader.bpftool(),
         'ovs': reader.ovs(),
         'br_netfilter': br,
@@ -339,6 +392,9 @@ def read(reader, config_path=None):
         'hooks': chains.hook_points(views, interfaces, listed),
         'hooks_listed': listed is not None,
     }
-    facts['digest'] = digest(dict((k, v) for k, v in facts.items() if k != 'netns'))
+    facts['digest'] = digest(dict(
+        [(k, v) for k, v in facts.items() if k != 'netns'],
+        rules=sorted([table.text() for tables in list(legacy_tables.values()) + list(nft_tables.values())
+                      for table in tables.values()] + _normal_objects(objects))))
     raw = {'views': views, 'objects': objects, 'legacy': legacy_tables, 'iptables_nft': nft_tables, 'owners': owners}
     return facts, raw

@@ -104,8 +104,6 @@ def _mixed_and_stale(facts, raw):
 def _ties(facts, raw):
     found, views = [], dict(((v.backend, v.family, v.table, v.chain), v) for v in raw['views'])
     for point in facts['hooks']:
-        if point['order'] != 'priority':
-            continue
         groups = {}
         for entry in point['entries']:
             if entry.get('tie') and entry['layer'] in ('netfilter', 'nft-netdev'):
@@ -171,7 +169,8 @@ def _native_in_owned(facts, raw):
     incompatible = set()
     for ipver, value in facts['iptables_nft'].items():
         for name in value['incompatible']:
-            incompatible.add(({'ipv4': 'ip', 'ipv6': 'ip6'}[ipver], name))
+            if ({'ipv4': 'ip', 'ipv6': 'ip6'}[ipver], name) in owned:
+                incompatible.add(({'ipv4': 'ip', 'ipv6': 'ip6'}[ipver], name))
     listed = {}
     for obj in raw['objects']:
         rule = obj.get('rule')
@@ -233,12 +232,14 @@ def _flush_config(facts):
     if not foreign:
         return []
     with_rules = [t for t in foreign if t['rules']]
+    at_boot = config.get('loaded_at_boot') is not False
+    notes = ((['the file includes others: tables declared there were not read'] if config['includes'] else []) +
+             ([] if at_boot else ['nftables.service is not enabled: only a manual nft -f of the file flushes']))
     return [_finding(
-        'flush-ruleset-config', 'high' if with_rules and not config['includes'] else 'low',
+        'flush-ruleset-config', 'high' if with_rules and not config['includes'] and at_boot else 'low',
         '%s flushes the whole ruleset, and other managers have tables' % config['path'],
         ['%s %s (%s, %d rules) is not declared in the file' % (t['family'], t['name'], t['owner'], t['rules'])
-         for t in foreign] + (['the file includes others: tables declared there were not read'] if config['includes']
-                              else []),
+         for t in foreign] + notes,
         'Reloading nftables (systemctl reload nftables, nft -f) deletes these tables: Docker, Kubernetes or '
         'iptables-nft rules vanish until their owner re-creates them, and the reload moves nft chains in front of '
         'hooks registered earlier.',

@@ -390,7 +390,7 @@ def flushes_ruleset(text):
     return any(line.split('#', 1)[0].strip().rstrip(';').strip() == 'flush ruleset' for line in text.splitlines())
 
 
-def _comparable(objects):
+def comparable(objects):
     out = []
     for obj in objects or []:
         kind, body = next(iter(obj.items()))
@@ -417,7 +417,7 @@ def predict_file(api, scratch, ruleset):
 
 
 def same_ruleset(current, predicted):
-    return predicted is not None and _comparable(current) == _comparable(predicted)
+    return predicted is not None and comparable(current) == comparable(predicted)
 
 
 class Ruleset:

@@ -12,8 +12,8 @@ module: audit_report
 short_description: Write the fleet audit report (JSON, Markdown, HTML, JUnit, Prometheus textfiles) on the controller
 version_added: 0.5.0
 description:
-  - Runs on the controller only (action plugin). Reads the reading M(pflab.netfilter.filter_facts) left on every play
-    host (the fact C(pflab_filter_facts)) and writes, in C(<dest>/<run_id>/), C(audit.json) (schema
+  - Runs on the controller only (action plugin). Reads the result of M(pflab.netfilter.filter_facts) every play
+    host registered (O(results_var)) and writes, in C(<dest>/<run_id>/), C(audit.json) (schema
     C(pflab.netfilter/audit/1), documented in C(schemas/audit.schema.json)), C(audit.md), a self-contained
     C(audit.html) (hosts by findings at a glance, identical hosts grouped by digest, and per host its findings and
     the order of everything at each hook point), C(audit.junit.xml) and, when asked, one Prometheus node_exporter
@@ -34,10 +34,11 @@ options:
   run_id:
     description: Folder name of this run; default C(<start time of ansible-playbook, UTC>-audit).
     type: str
-  facts_var:
-    description: The variable holding each host's reading.
+  results_var:
+    description: The variable each host registered the result of M(pflab.netfilter.filter_facts) in (its reading
+      of this run; a fact cache's older reading is never used).
     type: str
-    default: pflab_filter_facts
+    default: audit_read
   hosts:
     description: Hosts to report on; default every host of the play that has a reading, and the hosts of the
       current batch that have none (unreachable or failed), which the report lists as unreadable.
@@ -79,6 +80,7 @@ EXAMPLES = r'''
 - name: Read the packet filters of the lab's server namespace
   pflab.netfilter.filter_facts:
     netns: pfl-demo-server
+  register: audit_read
 
 - name: Write the audit report
   pflab.netfilter.audit_report:

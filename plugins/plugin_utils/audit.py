@@ -19,6 +19,7 @@ from ansible_collections.pflab.netfilter.plugins.module_utils import findings
 SCHEMA = 'pflab.netfilter/audit/1'
 FAIL_ON = findings.SEVERITIES + ('never',)
 _FILE_SAFE = re.compile(r'[^A-Za-z0-9._-]')
+_NOT_XML = re.compile(u'[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]')
 
 
 def failing(severity, fail_on):
@@ -109,7 +110,8 @@ def junit(data):
         suite.set('tests', str(cases))
         suite.set('failures', str(failures))
         suite.set('errors', '0' if row['read'] else '1')
-    return ET.tostring(suites, encoding='unicode') + '\n'
+    # characters XML 1.0 cannot hold (a control character in a table name) are dropped
+    return _NOT_XML.sub('', ET.tostring(suites, encoding='unicode')) + '\n'
 
 
 def file_names(hosts):

@@ -420,9 +420,26 @@ def test_report_from_hostile_results(hosts):
     assert '<script>' not in html
 
 
+@SETTINGS
+@given(data=st.data(), check_mode=st.booleans())
+def test_filter_facts_arguments(target, files, data, check_mode):
+    """A reading never changes its target, and never carries a file's contents, whatever it is given."""
+    path = st.sampled_from([files[n] for n in ('good.nft', 'secret.conf', 'binary.nft', 'include.nft', 'folder')]
+                           + ['/proc/self/environ', '/dev/zero', '/nonexistent'])
+    args = data.draw(arguments({'netns': st.just(TARGET), 'nftables_config': path,
+                                'api': st.sampled_from(['auto', 'binding', 'cli'])},
+                               {'netns': BAD, 'nftables_config': BAD, 'api': BAD, 'unknown': JUNK}, required=('netns',)))
+    before = ns_state(target)
+    result, failed = call('filter_facts', args, check_mode, target)
+    assert ns_state(target) == before, ('a reading changed its target', args)
+    if not failed:
+        assert result['changed'] is False and result['ansible_facts']['pflab_filter_facts']['netns'] in (TARGET, None)
+
+
 def test_each_module_both_refused_and_carried_out_calls():
     """The cases reached the engines: at least a tenth of each module's were carried out, a tenth refused."""
-    modules = ['iptables_rules', 'nft_rules', 'netns_lab', 'listener', 'probe', 'kernel_log', 'lab_cleanup', 'scenario']
+    modules = ['iptables_rules', 'nft_rules', 'netns_lab', 'listener', 'probe', 'kernel_log', 'lab_cleanup', 'scenario',
+               'filter_facts']
     for module in modules:
         counts = OUTCOMES[module]
         assert sum(counts.values()) >= EXAMPLES, (module, counts)

@@ -194,3 +194,38 @@ def test_digest_ignores_program_ids_but_not_rules():
     one = {'interfaces': [{'xdp': [{'id': 1, 'tag': 'a'}]}], 'legacy': {'rules': 1}}
     assert facts.digest(one) == facts.digest({'interfaces': [{'xdp': [{'id': 9, 'tag': 'a'}]}], 'legacy': {'rules': 1}})
     assert facts.digest(one) != facts.digest({'interfaces': [{'xdp': [{'id': 1, 'tag': 'a'}]}], 'legacy': {'rules': 2}})
+
+
+def test_review_cases_native_ip_filter_negations_jumps_quotes():
+    # a native "table ip filter" with chain input: *-nft-save prints it, but iptables-nft does not own it
+    registered = {('ip', 'filter', 'input'): {}, ('ip', 'nat', 'PREROUTING'): {}}
+    saves = {'ipv4': '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n', 'ipv6': ''}
+    assert facts._owned(saves, registered) == {('ip', 'nat'): 'iptables-nft'}
+    text = '''*filter
+:INPUT DROP [0:0]
+:ALLOW - [0:0]
+-A INPUT ! -f -j ACCEPT
+-A INPUT -i wg0 -j ALLOW
+-A INPUT -i q'1 -j ACCEPT
+-A ALLOW -j ACCEPT
+COMMIT
+'''
+    view = chains.xtables_views('iptables-legacy', 'ip', legacy(text)['filter'])[0]
+    # the negated fragment match and the jump's condition narrow; a rule that cannot be split is not read
+    assert [exact for dummy, dummy, exact in view.accepts] == [False, False]
+
+
+def test_listed_order_applies_only_among_equal_priorities():
+    listed = {'ipv4/input': [('inet', 'late', 'in'), ('inet', 'b', 'in')]}
+    objects = [nft_chain('inet', 'b', 'in', 'input'), nft_chain('inet', 'late', 'in', 'input', prio=10, handle=2),
+               nft_chain('inet', 'c', 'in', 'input', handle=3)]
+    views = chains.nft_views(objects, {})
+    entries = chains.hook_points(views, [], listed)[0]['entries']
+    assert [(e['table'], e['tie']) for e in entries] == [('b', True), ('c', True), ('late', False)]
+
+
+def test_flush_config_not_loaded_at_boot_is_low():
+    config = {'path': '/etc/nftables.conf', 'exists': True, 'flushes_ruleset': True, 'includes': False,
+              'tables': [], 'loaded_at_boot': False}
+    docker = [nft_chain('ip', 'docker', 'fwd', 'forward', prio=5), nft_rule('ip', 'docker', 'fwd', [{'accept': None}])]
+    assert ids(reading('', docker, config=config))['flush-ruleset-config'] == 'low'

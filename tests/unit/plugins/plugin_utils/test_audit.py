@@ -84,3 +84,10 @@ def test_templates_escape_what_hosts_give():
     assert '<script>' not in files['audit.html'] and '&lt;script&gt;' in files['audit.html']
     assert '<script>' not in files['audit.md'] and '](javascript' not in files['audit.md']
     assert files['audit.html'].count('class="entry tie') == 2
+
+
+def test_junit_drops_characters_xml_cannot_hold():
+    data = audit.build('r', 'g', [('a', reading('1' * 64, [finding('priority-tie', 'high', 'ctl\x01\x1b[0m')]), None)],
+                       'high')
+    root = ET.fromstring(audit.junit(data))
+    assert root.find('.//failure').get('message') == 'high: ctl[0m'
