@@ -78,6 +78,16 @@ class View:
         self.accepts, self.drops, self.reached = [], [], []
         self.unconditional_drop = 'policy drop' if policy == 'drop' else None
 
+    def record(self, verdict, fields, other, text, top):
+        """A rule that accepts or drops; ``top``: in the base chain itself, where a drop without any match
+        drops every packet that reaches it."""
+        if verdict == 'accept':
+            self.accepts.append((_scope(fields), text, not other))
+            return
+        self.drops.append(text)
+        if top and not fields and not other and self.unconditional_drop is None:
+            self.unconditional_drop = text
+
     @property
     def filters(self):
         return self.type == 'filter' and bool(self.drops or self.unconditional_drop)
@@ -125,12 +135,8 @@ def _xt_read(table, chain_name, view, depth=0, top=True, narrowed=False):
             negated = False
         text = '-A %s %s' % (chain_name, rule)
         verdict = _XT_VERDICTS.get(target)
-        if verdict == 'accept':
-            view.accepts.append((_scope(fields), text, not other))
-        elif verdict == 'drop':
-            view.drops.append(text)
-            if top and not fields and not other and view.unconditional_drop is None:
-                view.unconditional_drop = text
+        if verdict in ('accept', 'drop'):
+            view.record(verdict, fields, other, text, top)
         elif target in table.policies and target not in view.reached:
             view.reached.append(target)  # what it accepts there is narrowed by this rule's match
             _xt_read(table, target, view, depth + 1, False, narrowed or other or bool(fields))
@@ -197,12 +203,8 @@ def _nft_read(rules, chain_name, view, depth=0, top=True, narrowed=False):
                 other = True  # xt matches too
         text = '%s: %s (handle %s)' % (chain_name, describe(fields, other, verdict or (target and 'jump')),
                                        rule.get('handle'))
-        if verdict == 'accept':
-            view.accepts.append((_scope(fields), text, not other))
-        elif verdict == 'drop':
-            view.drops.append(text)
-            if top and not fields and not other and view.unconditional_drop is None:
-                view.unconditional_drop = text
+        if verdict in ('accept', 'drop'):
+            view.record(verdict, fields, other, text, top)
         elif target and target in rules and target not in view.reached:
             view.reached.append(target)
             _nft_read(rules, target, view, depth + 1, False, narrowed or other or bool(fields))
