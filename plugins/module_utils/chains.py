@@ -248,12 +248,12 @@ def _attachment_entries(interfaces):
         for prog in iface.get('xdp', []):
             out.setdefault('ingress/' + iface['name'], []).append(dict(
                 layer='xdp', backend='xdp-' + prog['mode'], name=prog.get('name'), id=prog.get('id'),
-                priority=None, filters=True, tie=False))
+                priority=None, filters=True))
         for direction in ('ingress', 'egress'):
             for flt in iface.get('tc', {}).get(direction, []):
                 out.setdefault('%s/%s' % (direction, iface['name']), []).append(dict(
                     layer='tc', backend='tc-' + flt['kind'], name=flt.get('name'), id=flt.get('id'),
-                    priority=flt.get('pref'), filters=flt.get('drops', True), tie=False))
+                    priority=flt.get('pref'), filters=flt.get('drops', True)))
     return out
 
 
@@ -263,14 +263,6 @@ def _ties(entries):
         if entry['layer'] == 'netfilter' or entry['layer'] == 'nft-netdev':
             by_priority.setdefault((entry['layer'], entry['priority']), []).append(entry)
     return [group for group in by_priority.values() if len(group) > 1]
-
-
-def _mark_ties(entries):
-    for entry in entries:
-        entry['tie'] = False
-    for group in _ties(entries):
-        for entry in group:
-            entry['tie'] = True
 
 
 def hook_points(views, interfaces, listed_order=None):
@@ -288,20 +280,17 @@ def hook_points(views, interfaces, listed_order=None):
     for point in sorted(found, key=_point_key):
         direction = point.split('/')[0]
         layers = INGRESS_LAYERS if direction == 'ingress' else EGRESS_LAYERS if direction == 'egress' else ()
-        entries = sorted(found[point], key=lambda e: (layers.index(e['layer']) if e['layer'] in layers else 0,
-                                                      e['priority'] if e['priority'] is not None else 0))
-        order = 'priority'
         known = (listed_order or {}).get(point)
-        _mark_ties(entries)
-        if known is not None:  # the kernel's order among equal priorities, where it names every entry
-            order = 'nft list hooks'
-            for group in _ties(entries):
-                if all(_listed_index(known, e) < len(known) for e in group):
-                    for entry in group:
-                        entry['tie'] = False
-            entries.sort(key=lambda e: (layers.index(e['layer']) if e['layer'] in layers else 0,
-                                        e['priority'] if e['priority'] is not None else 0, _listed_index(known, e)))
-        out.append(dict(point=point, order=order, entries=entries))
+        entries = sorted(found[point], key=lambda e: (
+            layers.index(e['layer']) if e['layer'] in layers else 0, e['priority'] if e['priority'] is not None else 0,
+            _listed_index(known, e) if known is not None else 0))
+        for entry in entries:
+            entry['tie'] = False
+        for group in _ties(entries):  # the kernel's order among equal priorities, where it names every entry
+            if known is None or not all(_listed_index(known, e) < len(known) for e in group):
+                for entry in group:
+                    entry['tie'] = True
+        out.append(dict(point=point, order='priority' if known is None else 'nft list hooks', entries=entries))
     return out
 
 

@@ -24,6 +24,7 @@ SEVERITIES = ('high', 'medium', 'low', 'info')
 IDS = ('mixed-backends', 'stale-legacy', 'priority-tie', 'nft-in-iptables-nft-table', 'kube-backend-mismatch',
        'accept-overridden', 'flush-ruleset-config', 'xdp-before-netfilter', 'tc-before-netfilter',
        'no-legacy-support')
+_FAMILIES = {'ipv4': 'ip', 'ipv6': 'ip6'}  # the nf_tables family of each iptables IP version
 EVIDENCE_MAX = 10  # items of evidence kept per finding; the count says how many there were
 _K8S_HINTS = ('KUBE-IPTABLES-HINT', 'KUBE-KUBELET-CANARY')
 _K8S_CHAINS = re.compile(r'(?:KUBE-|cali-|CILIUM_)')
@@ -165,12 +166,12 @@ def _native_in_owned(facts, raw):
     saved = {}
     for ipver, tables in raw['iptables_nft'].items():
         for name, table in tables.items():
-            saved[({'ipv4': 'ip', 'ipv6': 'ip6'}[ipver], name)] = table
+            saved[(_FAMILIES[ipver], name)] = table
     incompatible = set()
     for ipver, value in facts['iptables_nft'].items():
         for name in value['incompatible']:
-            if ({'ipv4': 'ip', 'ipv6': 'ip6'}[ipver], name) in owned:
-                incompatible.add(({'ipv4': 'ip', 'ipv6': 'ip6'}[ipver], name))
+            if (_FAMILIES[ipver], name) in owned:
+                incompatible.add((_FAMILIES[ipver], name))
     listed = {}
     for obj in raw['objects']:
         rule = obj.get('rule')
