@@ -170,7 +170,7 @@ class Reader:
             for direction in directions:
                 listed = _json(*self.runner.run(['tc', '-j', 'filter', 'show', 'dev', dev, direction]),
                                what='tc -j filter show dev %s %s' % (dev, direction))
-                found.setdefault(dev, {})[direction] = [_tc_filter(f) for f in listed if 'options' in f]
+                found.setdefault(dev, {})[direction] = [tc_filter(f) for f in listed if 'options' in f]
         return found
 
     def bpftool(self):
@@ -197,7 +197,7 @@ class Reader:
         return {'read': True, 'bridges': bridges}
 
 
-def _tc_filter(listed):
+def tc_filter(listed):
     options = listed.get('options', {})
     prog = options.get('prog', {})
     actions = [a.get('control_action', {}).get('type') for a in options.get('actions', []) if isinstance(a, dict)]
@@ -220,7 +220,7 @@ def _bpftool_net(listed):
     return out
 
 
-def _xdp(link):
+def xdp_programs(link):
     xdp = link.get('xdp') or {}
     attached = xdp.get('attached') or ([{'mode': xdp.get('mode'), 'prog': xdp['prog']}] if 'prog' in xdp else [])
     return [{'mode': _XDP_MODES.get(a.get('mode'), str(a.get('mode'))), 'id': a.get('prog', {}).get('id'),
@@ -369,7 +369,7 @@ def read(reader, config_path=None):
     links = reader.links()
     tc = reader.tc()
     interfaces = [{'name': link['ifname'], 'kind': link.get('linkinfo', {}).get('info_kind', link.get('link_type')),
-                   'xdp': _xdp(link), 'tc': tc.get(link['ifname'], {})} for link in links]
+                   'xdp': xdp_programs(link), 'tc': tc.get(link['ifname'], {})} for link in links]
     listed = parse_hooks(hooks_text) if hooks_text else None
     kernel = host.kernel_info()
     facts = {

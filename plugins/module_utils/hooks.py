@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: pflab.netfilter contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which packet filters hold netfilter hooks in a namespace, in registration order.
+"""Which packet filters hold hooks in a namespace, in registration order.
 
 The kernel runs hooks at one point by priority, lowest first, and at equal
 priority the hook registered last first. No interface lists the hooks on every
@@ -12,14 +12,16 @@ registration is measured by taking a snapshot after each change:
   namespace (/proc/net/ip_tables_names, read from inside it: no observer effect);
 * an nf_tables base chain (nft, and iptables-nft's tables) registers its hook when
   it is created, and again when it is deleted and re-created, which its new
-  (table handle, chain handle) pair shows.
+  (table handle, chain handle) pair shows;
+* an XDP program or tc filter (bpf_filter.snapshot) registers when it is attached,
+  and again when another program takes its place (a new program id).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns, xtables
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nft, xtables
 
 # Hooks and priorities of the legacy tables (NF_IP_PRI_* in linux/netfilter_ipv4.h).
 LEGACY_HOOKS = {
@@ -65,11 +67,48 @@ def log_prefixes_xtables(rules):
     return prefixes
 
 
-class Registry:
-    """Registration order of the hooks in one namespace, followed change by change.
+def point(family, hook):
+    """Where a netfilter hook sits on a packet's way (steps.base.POINTS), or the hook when it is off
+    a locally delivered packet's way (forward, arp)."""
+    if family in ('ip', 'ip6', 'inet'):
+        return hook
+    if family == 'netdev':
+        return 'netdev-%s' % hook
+    return 'bridge' if family == 'bridge' else '%s-%s' % (family, hook)
 
-    ``observe(step, filter_name, legacy, chains)`` takes the snapshot after a step
-    made by ``filter_name`` (the name given to nf_tables chains that step created).
+
+def snapshot(name, objects):
+    """{key: entry} of the netfilter hooks in namespace ``name`` now; ``objects`` is its ``list ruleset``."""
+    return netfilter_entries(legacy_tables(name), nft.base_chains(objects))
+
+
+def netfilter_entries(legacy, chains):
+    """{key: entry} of the hooks of ``legacy`` ({family: tables}) and of nf_tables base ``chains``
+    (nft.base_chains), legacy tables first. An nf_tables chain's filter is None: the step that made it
+    names it."""
+    found = {}
+    for family in sorted(legacy):
+        for table in sorted(legacy[family]):
+            for hook, priority in LEGACY_HOOKS.get(table, ()):
+                found[('legacy', family, table, hook)] = dict(
+                    filter='iptables-legacy', layer='netfilter', family=family, table=table, chain=hook.upper(),
+                    hook=hook, point=point(family, hook), priority=priority, where='%s %s %s' % (family, table, hook.upper()),
+                    identity=None)
+    for key in sorted(chains, key=lambda k: chains[k]['identity']):
+        chain = chains[key]
+        found[('nft',) + key] = dict(filter=None, layer='netfilter', family=key[0], table=key[1], chain=key[2],
+                                     hook=chain['hook'], point=point(key[0], chain['hook']),
+                                     priority=chain['priority'], where=' '.join(key), identity=chain['identity'])
+    return found
+
+
+class Registry:
+    """Registration order of the hooks and attachments in one namespace, followed change by change.
+
+    ``observe(step, filter_name, found)`` takes the snapshot ``found`` ({key: entry}
+    from the layers' readers) after a step made by ``filter_name``: a key not seen
+    before, or seen with another identity (a re-created chain, another program),
+    registers; a key gone was unregistered by that step.
     """
 
     def __init__(self):
@@ -77,55 +116,45 @@ class Registry:
         self.removed = []
         self._sequence = 0
 
-    def _register(self, key, entry):
-        self._sequence += 1
-        entry['registered'] = self._sequence
-        self.alive[key] = entry
-
     def _remove(self, key, step):
         entry = self.alive.pop(key)
         entry['removed_by_step'] = step
         self.removed.append(entry)
 
-    def observe(self, step, filter_name, legacy, chains):
-        for family in sorted(legacy):
-            for table in sorted(legacy[family]):
-                for hook, priority in LEGACY_HOOKS.get(table, ()):
-                    key = ('legacy', family, table, hook)
-                    if key not in self.alive:
-                        self._register(key, dict(filter='iptables-legacy', family=family, table=table,
-                                                 chain=hook.upper(), hook=hook, priority=priority, step=step))
-        for key in [k for k in self.alive if k[0] == 'nft' and k[1:] not in chains]:
+    def observe(self, step, filter_name, found):
+        for key in [k for k in self.alive if k not in found]:
             self._remove(key, step)
-        for name in sorted(chains, key=lambda k: chains[k]['identity']):
-            chain = chains[name]
-            key = ('nft',) + name
+        for key, entry in found.items():
             old = self.alive.get(key)
-            if old is not None and old['identity'] == chain['identity']:
+            if old is not None and old['identity'] == entry['identity']:
                 continue
             if old is not None:
                 self._remove(key, step)
-            self._register(key, dict(filter=filter_name, family=name[0], table=name[1], chain=name[2],
-                                     hook=chain['hook'], priority=chain['priority'], step=step,
-                                     identity=chain['identity']))
+            self._sequence += 1
+            self.alive[key] = dict(entry, filter=entry['filter'] or filter_name, step=step, registered=self._sequence)
 
     def entries(self, xtables_rules, objects):
-        """The hooks alive now, each with the LOG prefixes of its chain, in registration order.
+        """The hooks alive now in registration order, netfilter ones with the LOG prefixes of their chain.
 
         ``xtables_rules`` maps (filter, family, table) to the xtables.Table that
         iptables-legacy-save or iptables-nft-save gives (nft's JSON shows iptables-nft's
         LOG as an opaque xt target); ``objects`` is ``list ruleset``.
         """
         out = []
-        for dummy, entry in sorted(self.alive.items(), key=lambda item: item[1]['registered']):
-            entry = dict((k, v) for k, v in entry.items() if k != 'identity')
-            table = xtables_rules.get((entry['filter'], entry['family'], entry['table']))
-            if entry['filter'].startswith('iptables'):
-                entry['log_prefixes'] = log_prefixes_xtables(table.rules.get(entry['chain'], [])) if table else []
-            else:
-                entry['log_prefixes'] = log_prefixes_nft(objects, entry['family'], entry['table'], entry['chain'])
+        for entry in sorted(self.alive.values(), key=lambda e: e['registered']):
+            entry = _shown(entry)
+            if entry['layer'] == 'netfilter':
+                table = xtables_rules.get((entry['filter'], entry['family'], entry['table']))
+                if entry['filter'].startswith('iptables'):
+                    entry['log_prefixes'] = log_prefixes_xtables(table.rules.get(entry['chain'], [])) if table else []
+                else:
+                    entry['log_prefixes'] = log_prefixes_nft(objects, entry['family'], entry['table'], entry['chain'])
             out.append(entry)
         return out
 
     def removed_entries(self):
-        return [dict((k, v) for k, v in entry.items() if k != 'identity') for entry in self.removed]
+        return [_shown(entry) for entry in self.removed]
+
+
+def _shown(entry):
+    return dict((k, v) for k, v in entry.items() if k != 'identity')

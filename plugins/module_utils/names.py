@@ -29,6 +29,7 @@ _RULES = {
     'nft_name': (r'[A-Za-z_][A-Za-z0-9_.-]{0,254}',
                  "1-255 of letters, digits, '_', '.' and '-', starting with a letter or '_'"),
     'scenario_id': (r'[a-z0-9][a-z0-9-]{0,63}', "1-64 of a-z, 0-9 and '-'"),
+    'mark': (r'[a-z][a-z0-9-]{0,28}', "1-29 of a-z, 0-9 and '-', starting with a letter"),
     'run_id': (r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}', "1-100 of letters, digits, '.', '_' and '-'"),
 }
 PATTERNS = dict((kind, rule[0]) for kind, rule in _RULES.items())

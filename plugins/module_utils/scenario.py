@@ -20,7 +20,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import collections
 import os
 import signal
 import time
@@ -28,22 +27,15 @@ import time
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import (
-    host, hooks, kmsg, lab, listener, matcher, names, netns, nflog, nft, nft_api, probe, proc, reaper, state, xtables)
+    bpf, bpf_filter, host, hooks, kmsg, lab, listener, matcher, names, netns, nflog, nft, nft_api, probe, proc, reaper,
+    state, witness, xtables)
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, clip, shown
+from ansible_collections.pflab.netfilter.plugins.module_utils.steps import KINDS
+from ansible_collections.pflab.netfilter.plugins.module_utils.steps.base import RECEIVE
 
 DEFAULT_ROLES = ('client', 'server')
 PROBE_GAP = 0.01  # nc -lk has a backlog of one: leave time between probes
 _PROBE_DEFAULTS = {'from': 'client', 'to': 'server', 'port': 12345, 'timeout_ms': 200}
-# What a step kind brings: its module's argument spec and rules, the check of the
-# arguments without a target, and the function that applies them (the module's).
-_StepKind = collections.namedtuple('_StepKind', 'spec rules validate apply')
-_STEP_KINDS = {
-    'iptables': _StepKind(xtables.ARGUMENT_SPEC, {}, xtables.validate, xtables.manage),
-    'nft': _StepKind(nft.ARGUMENT_SPEC, nft.ARGUMENT_RULES, nft.validate, nft.manage),
-}
-# Arguments a scenario step may not give: the lab decides the namespace (never the
-# host's own), and a scenario carries its ruleset inline.
-_STEP_FORBIDDEN = ('host', 'ruleset_file')
 # (the namespace's side of the probe, hook) -> the probe's packet that passes there
 _PASSES = {('to', 'prerouting'): 'syn', ('to', 'input'): 'syn', ('to', 'output'): 'syn-ack',
            ('to', 'postrouting'): 'syn-ack', ('from', 'output'): 'syn', ('from', 'postrouting'): 'syn',
@@ -54,6 +46,7 @@ RETRANSMIT_US = 900000
 # (IN set, OUT set) of a LOG line -> the way the packet was going
 _DIRECTION = {(True, False): 'received', (False, True): 'sent', (True, True): 'forwarded', (False, False): 'unknown'}
 _VERSION_TOOLS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
+NETDEV_EGRESS_KERNEL = (5, 16)
 
 
 class ScenarioError(PflabError):
@@ -65,10 +58,10 @@ class ScenarioTimeout(ScenarioError):
 
 
 def _step_kind(index, step):
-    kinds = [k for k in _STEP_KINDS if k in step] if isinstance(step, dict) else []
+    kinds = [k for k in KINDS if k in step] if isinstance(step, dict) else []
     if len(kinds) != 1 or len(step) != 1:
         raise ScenarioError('step %d: a step is a mapping with exactly one of %s, got %s' % (
-            index, ', '.join(sorted(_STEP_KINDS)), shown(step)))
+            index, ', '.join(sorted(KINDS)), shown(step)))
     return kinds[0]
 
 
@@ -81,34 +74,53 @@ def _list_of(scenario, key, default):
     return value
 
 
-def step_params(index, step, namespaces):
-    """Validated module arguments of step ``index`` (1-based), its ``netns`` mapped to the lab's namespace."""
-    kind = _step_kind(index, step)
-    step_kind = _STEP_KINDS[kind]
-    where = 'step %d (%s)' % (index, kind)
-    if not isinstance(step[kind], dict):
-        raise ScenarioError('%s: the arguments are a mapping, got %s' % (where, shown(step[kind])))
-    args = dict(step[kind])
-    for key in _STEP_FORBIDDEN:
+def step_params(index, step, plan):
+    """Validated module arguments of step ``index`` (1-based), its ``netns`` mapped to the lab's namespace;
+    the interfaces it names are roles of the lab it has a link to (``StepKind.bind`` names them)."""
+    name = _step_kind(index, step)
+    kind = KINDS[name]
+    where = 'step %d (%s)' % (index, name)
+    if not isinstance(step[name], dict):
+        raise ScenarioError('%s: the arguments are a mapping, got %s' % (where, shown(step[name])))
+    args = dict(step[name])
+    for key in kind.forbidden:
         if key in args:
             raise ScenarioError('%s: %s is not allowed in a scenario' % (where, key))
     role = args.pop('netns', 'server')
-    if not isinstance(role, str) or role not in namespaces:
+    if not isinstance(role, str) or role not in plan.namespaces:
         raise ScenarioError('%s: netns %s is not a namespace of the lab (%s)' % (
-            where, shown(role), ', '.join(sorted(namespaces))))
-    args['netns'] = namespaces[role]
-    result = ArgumentSpecValidator(step_kind.spec, **step_kind.rules).validate(args)
+            where, shown(role), ', '.join(sorted(plan.namespaces))))
+    args['netns'] = plan.namespaces[role]
+    result = ArgumentSpecValidator(kind.spec, **kind.rules).validate(args)
     if result.error_messages:
         raise ScenarioError(clip('%s: %s' % (where, '; '.join(result.error_messages))))
+    params = result.validated_parameters
+    for path, peer in kind.lab_roles(params):
+        if not isinstance(peer, str) or plan.end_towards(role, peer) is None:
+            raise ScenarioError('%s: %s names the interface of %s towards a peer: %s is no namespace %s has a link to' % (
+                where, '.'.join(str(p) for p in path), role, shown(peer), role))
     try:
-        step_kind.validate(result.validated_parameters)
+        kind.validate(params)
     except PflabError as e:
         raise ScenarioError('%s: %s' % (where, e))
-    return kind, role, result.validated_parameters
+    return name, role, params
 
 
-def _uses_legacy(steps):
-    return any(kind == 'iptables' and params['backend'] == 'legacy' for kind, dummy, params in steps)
+def missing_feature(steps, found, release):
+    """Why this host cannot run ``steps`` ([(kind, role, params)]), or None: the first feature a step needs
+    that the host lacks."""
+    needed = set(KINDS[kind].needs(params) for kind, dummy, params in steps) - set([None])
+    if 'iptables-legacy' in needed:
+        legacy = host.legacy_support(found, release)
+        if not legacy['usable']:
+            return legacy['reason']
+    if 'netdev-egress' in needed:
+        version = tuple(int(n) for n in (host.kernel_info()['version'] or '0.0').split('.'))
+        if version < NETDEV_EGRESS_KERNEL:
+            return 'kernel %s has no nft netdev egress hook (it came in %d.%d)' % ((release,) + NETDEV_EGRESS_KERNEL)
+    if 'bpf' in needed:
+        return bpf.available()
+    return None
 
 
 def _on_alarm(signum, frame):
@@ -132,8 +144,8 @@ class Runner:
         self.timeout = timeout
         self.roles = _list_of(scenario, 'namespaces', DEFAULT_ROLES)
         self.plan = lab.LabPlan(self.lab_id, self.roles)  # its interface names come when the lab is claimed
-        namespaces = self.plan.namespaces
-        self.steps = [step_params(i, s, namespaces) for i, s in enumerate(_list_of(scenario, 'steps', []), 1)]
+        self.steps = [step_params(i, s, self.plan) for i, s in enumerate(_list_of(scenario, 'steps', []), 1)]
+        self.layers = set(KINDS[kind].layer for kind, dummy, dummy in self.steps)
         self.probes = [self._probe_spec(i, p) for i, p in enumerate(_list_of(scenario, 'probes', [{}]), 1)]
         if not self.probes:
             raise ScenarioError('probes is empty: give at least one probe, or leave probes out for the default')
@@ -164,9 +176,9 @@ class Runner:
         found = host.tools(self.module.get_bin_path, proc.run)
         release = host.kernel_info()['release']
         result = dict(id=self.scenario['id'], kernel=release, versions=self.versions(found))
-        legacy = host.legacy_support(found, release)
-        if _uses_legacy(self.steps) and not legacy['usable']:
-            result.update(status='skipped', reason=legacy['reason'])
+        missing = missing_feature(self.steps, found, release)
+        if missing:
+            result.update(status='skipped', reason=missing)
             return result
         result['cleaned'] = reaper.reap()['changes']
         started = time.monotonic()
@@ -225,12 +237,12 @@ class Runner:
         self.phase = 'lab creation'
         lab.create_fresh(self.plan)
         steps = []
-        for index, (kind, role, params) in enumerate(self.steps, 1):
-            self.phase = 'step %d (%s)' % (index, kind)
-            done = _STEP_KINDS[kind].apply(self.module, params)
-            filter_name = 'nftables' if kind == 'nft' else 'iptables-%s' % done['backend']['name']
-            self._observe(index, role, filter_name)
-            steps.append(dict(kind=kind, netns=role, filter=filter_name, changes=done['changes']))
+        for index, (name, role, params) in enumerate(self.steps, 1):
+            self.phase = 'step %d (%s)' % (index, name)
+            kind = KINDS[name]
+            done = kind.apply(self.module, kind.bind(params, lambda peer, role=role: self.plan.end_towards(role, peer)['ifname']))
+            self._observe(index, role, done['filter'])
+            steps.append(dict(kind=name, netns=role, filter=done['filter'], changes=done['changes']))
 
         self.phase = 'listeners'
         for spec in self.probes:
@@ -239,20 +251,29 @@ class Runner:
                 nc.start()
         self.phase = 'probes'
         addresses = self.plan.addresses()
-        cursor = kmsg.cursor_after(kmsg.read_ring())
-        probes = []
-        for number, spec in enumerate(self.probes):
-            if number:
-                time.sleep(PROBE_GAP)
-            outcome, elapsed_ms, source_port = probe.tcp_connect(
-                self.plan.namespaces[spec['from']], addresses[spec['to']], spec['port'], spec['timeout_ms'])
-            probes.append(dict(spec, address=addresses[spec['to']], source=self.plan.address_towards(
-                spec['from'], spec['to']), source_port=source_port, outcome=outcome, reached=outcome == 'connected',
-                elapsed_ms=elapsed_ms))
-        self.phase = 'collection'
+        recording = witness.Witness(self.lab_id)
+        try:
+            recording.start()
+            cursor = kmsg.cursor_after(kmsg.read_ring())
+            probes = []
+            for number, spec in enumerate(self.probes):
+                if number:
+                    time.sleep(PROBE_GAP)
+                started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                outcome, elapsed_ms, source_port = probe.tcp_connect(
+                    self.plan.namespaces[spec['from']], addresses[spec['to']], spec['port'], spec['timeout_ms'])
+                probes.append(dict(spec, address=addresses[spec['to']], source=self.plan.address_towards(
+                    spec['from'], spec['to']), source_port=source_port, outcome=outcome, reached=outcome == 'connected',
+                    elapsed_ms=elapsed_ms, window_ns=[started, time.clock_gettime_ns(time.CLOCK_MONOTONIC)]))
+            self.phase = 'collection'
+            events = recording.events()
+        finally:
+            recording.stop()
         new, lost, dummy = kmsg.since(kmsg.read_ring(), cursor)
-        trace, foreign, retransmitted = _trace(kmsg.log_records(new), probes, self.plan.ifnames())
         alive, unregistered = self._hooks(probes)
+        logged, foreign, retransmitted = _trace(kmsg.log_records(new), probes, self.plan.ifnames())
+        seen, late = _sightings(alive, probes)
+        trace, drops = timeline(logged, seen, events, probes, recording.clock['checked'])
         return dict(
             status='ran',
             lab=self.plan.as_result(),
@@ -261,39 +282,53 @@ class Runner:
             unregistered=unregistered,
             probes=probes,
             trace=trace,
+            drops=drops,
+            witness=dict(available=recording.reason is None, reason=recording.reason, clock=recording.clock),
             lost=lost,
             foreign=foreign,
-            retransmitted=retransmitted,
-            observed=dict(reached=all(p['reached'] for p in probes), trace=[r['prefix'] for r in trace]),
+            retransmitted=retransmitted + late,
+            observed=dict(reached=all(p['reached'] for p in probes),
+                          trace=[r['prefix'] for r in trace if r['source'] != 'witness']),
         )
 
     def _observe(self, step, role, filter_name):
+        """Snapshot, after step ``step``, of what the layers the scenario uses hold in ``role``'s namespace."""
         name = self.plan.namespaces[role]
-        api = nft_api.open_api(self.module, name)
-        try:
-            objects = self.ruleset[role] = api.objects('ruleset') or []
-        finally:
-            api.close()
-        self.registry.setdefault(role, hooks.Registry()).observe(
-            step, filter_name, hooks.legacy_tables(name), nft.base_chains(objects))
+        found = {}
+        if 'netfilter' in self.layers:
+            api = nft_api.open_api(self.module, name)
+            try:
+                objects = self.ruleset[role] = api.objects('ruleset') or []
+            finally:
+                api.close()
+            found.update(hooks.snapshot(name, objects))
+        if 'bpf' in self.layers:
+            found.update(bpf_filter.snapshot(self.module, name))
+        self.registry.setdefault(role, hooks.Registry()).observe(step, filter_name, found)
 
     def _hooks(self, probes):
-        """Hooks registered at probe time in every namespace a step changed, with the LOG prefixes
-        of their chains, in registration order; and the hooks steps unregistered."""
+        """Hooks and attachments registered at probe time in every namespace a step changed, in registration
+        order, each with the marks it leaves in a trace (its chain's LOG prefixes, a program's label); and
+        the hooks steps unregistered."""
         alive, unregistered = [], []
         for role, registry in sorted(self.registry.items()):
             name = self.plan.namespaces[role]
             runner = netns.Runner(name)
             xtables_rules = {}
             for entry in registry.alive.values():
-                key = (entry['filter'], entry['family'], entry['table'])
-                if entry['filter'].startswith('iptables') and key not in xtables_rules:
+                key = (entry['filter'], entry['family'], entry['table']) if entry['layer'] == 'netfilter' else None
+                if key and entry['filter'].startswith('iptables') and key not in xtables_rules:
                     backend = xtables.resolve_backend(entry['filter'].split('-')[1], 4 if entry['family'] == 'ip' else 6,
                                                       runner, self.module.get_bin_path)
                     xtables_rules[key] = backend.save().get(entry['table'])
-            for entry in registry.entries(xtables_rules, self.ruleset[role]):
-                table = xtables_rules.get((entry['filter'], entry['family'], entry['table']))
-                alive.append(dict(entry, netns=role, walks=self._walks(entry, role, probes, table)))
+            for entry in registry.entries(xtables_rules, self.ruleset.get(role, [])):
+                if entry['layer'] == 'netfilter':
+                    table = xtables_rules.get((entry['filter'], entry['family'], entry['table']))
+                    entry.update(marks=entry['log_prefixes'], walks=self._walks(entry, role, probes, table))
+                else:
+                    name, dummy, params = self.steps[entry['step'] - 1]
+                    entry.update(marks=KINDS[name].marks(params), walks=[])
+                alive.append(dict(entry, netns=role))
             unregistered += [dict(entry, netns=role) for entry in registry.removed_entries()]
         return alive, unregistered
 
@@ -357,5 +392,85 @@ def _trace(records, probes, ifnames):
             direction=_DIRECTION[(bool(fields.get('IN')), bool(fields.get('OUT')))],
             packet='syn-ack' if 'ACK' in record['tcp_flags'] else 'syn',
             fields=dict((k, fields.get(k)) for k in ('IN', 'OUT', 'SRC', 'DST', 'SPT', 'DPT')),
+            message=record['message'],
         ))
     return trace, foreign, retransmitted
+
+
+def _probe_of(probes, src, sport, dst, dport):
+    """(probe number, 'syn' or 'syn-ack' direction of its ends) of a packet with these ends, or (None, None)."""
+    for number, spec in enumerate(probes, 1):
+        ends = ((spec['source'], spec['source_port']), (spec['address'], spec['port']))
+        if ((src, sport), (dst, dport)) == ends:
+            return number, 'syn'
+        if ((dst, dport), (src, sport)) == ends:
+            return number, 'syn-ack'
+    return None, None
+
+
+def _sightings(alive, probes):
+    """The BPF programs' sightings of the probes' SYN and SYN-ACK, as trace records with CLOCK_MONOTONIC
+    times; and how many were retransmissions (RETRANSMIT_US or more after the probe's first sighting)."""
+    records, late, first = [], 0, {}
+    for entry in alive:
+        read = bpf.read(entry['program_id']) if entry['layer'] == 'bpf' and entry.get('program_id') else None
+        if not read:
+            continue
+        entry['hits'] = read['hits']
+        for seen in read['sightings']:
+            number, way = _probe_of(probes, seen['src'], seen['sport'], seen['dst'], seen['dport'])
+            if number is None or 'SYN' not in seen['tcp_flags'] or (way == 'syn-ack') != ('ACK' in seen['tcp_flags']):
+                continue
+            if seen['time_ns'] - first.setdefault(number, seen['time_ns']) >= RETRANSMIT_US * 1000:
+                late += 1
+                continue
+            records.append(dict(
+                source='bpf', prefix=entry['marks'][0], probe=number, packet=way, time_ns=seen['time_ns'],
+                direction='received' if entry['point'] in RECEIVE else 'sent', netns=entry['netns'],
+                tcp_flags=seen['tcp_flags'], fields=dict(IN=entry['device'] if entry['point'] in RECEIVE else '',
+                                                         OUT='' if entry['point'] in RECEIVE else entry['device'],
+                                                         SRC=seen['src'], DST=seen['dst'], SPT=str(seen['sport']),
+                                                         DPT=str(seen['dport']))))
+    return records, late
+
+
+def timeline(logged, seen, events, probes, clock_checked):
+    """One trace of LOG records, BPF sightings and witnessed drops in the order the packets met them; and the
+    drops alone.
+
+    With the witness's clock checked, every record has a CLOCK_MONOTONIC time: a LOG
+    record takes the time of its text in the witness (``console`` events), a drop is
+    the witness's, a sighting the program's. Records less than a microsecond apart
+    (the witness's resolution) are marked ``tie``: their order is not known. Without
+    that clock, the LOG records stay in kernel log order and sightings follow them,
+    marked ``unordered``.
+    """
+    texts = [record.pop('message').strip() for record in logged]
+    logged = [dict(record, source='log') for record in logged]
+    if not clock_checked:
+        return logged + [dict(record, unordered=True) for record in seen], []
+    witnessed = {}
+    for event in events:
+        if event['event'] == 'console':
+            witnessed.setdefault(event['message'], []).append(event['time_ns'])
+    previous = 0
+    for record, text in zip(logged, texts):
+        times = witnessed.get(text)
+        if times:
+            record['time_ns'] = previous = times.pop(0)
+        else:
+            record.update(time_ns=previous, unordered=True)  # not in the witness (another context logged it)
+    drops = []
+    for event in events:
+        if event['event'] != 'drop':
+            continue
+        number = next((n for n, p in enumerate(probes, 1) if p['window_ns'][0] <= event['time_ns'] <= p['window_ns'][1]),
+                      None)
+        if number is not None:
+            drops.append(dict(source='witness', prefix='drop', probe=number, time_ns=event['time_ns'],
+                              reason=event['reason'], location=event['location'], filter=event['filter']))
+    merged = sorted(logged + seen + drops, key=lambda r: r['time_ns'])
+    for before, after in zip(merged, merged[1:]):
+        if after['time_ns'] - before['time_ns'] < 1000 and before['source'] != after['source']:
+            before['tie'] = after['tie'] = True
+    return merged, drops

@@ -18,18 +18,24 @@ __metaclass__ = type
 import os
 
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import clip
+from ansible_collections.pflab.netfilter.plugins.module_utils.steps.base import RECEIVE, SEND
 
 SCHEMA = 'pflab.netfilter/report/1'
 RULE = 'different priorities: lowest first; equal priorities: the hook registered last runs first'
 ARTICLE_CONCLUSION = 'nftables has precedence over iptables'
-# Hook points a locally delivered connection attempt crosses in the server, in path order.
-PATH = (('received', 'prerouting'), ('received', 'input'), ('sent', 'output'), ('sent', 'postrouting'))
+# Points a locally delivered connection attempt crosses in the server, in the kernel's order (steps.base).
+PATH = tuple(('received', point) for point in RECEIVE) + tuple(('sent', point) for point in SEND)
+_ALWAYS_DRAWN = ('input', 'output')
+_AFTER = {'prerouting': 'routing', 'input': 'socket', 'output': 'routing'}
 # The points a probe's packets cross, in order: its SYN out of 'from' and into 'to', the SYN-ACK back.
 PROBE_POINTS = (('from', 'output'), ('from', 'postrouting'), ('to', 'prerouting'), ('to', 'input'),
                 ('to', 'output'), ('to', 'postrouting'), ('from', 'prerouting'), ('from', 'input'))
 STATUSES = ('reproduced', 'differs', 'skipped', 'not run', 'failed', 'missing')
-_NOT_WALKED = frozenset(['ingress', 'egress'])  # forward is never on a locally delivered packet's way
-_IPV4_FAMILIES = ('ip', 'inet')
+# Points whose filters' rules are not read (netdev chains, BPF programs): a drop there is never predicted.
+_NOT_WALKED = frozenset(RECEIVE + SEND) - frozenset(['prerouting', 'input', 'output', 'postrouting'])
+# A witnessed drop's filter -> the filters of the stages it can stand for (nft_do_chain runs iptables-nft too).
+_DROPPED_BY = {'nftables': ('nftables', 'iptables-nft'), 'iptables-legacy': ('iptables-legacy',), 'tc': ('tc',),
+               'xdp': ('xdp',), 'netfilter': ('nftables', 'iptables-nft', 'iptables-legacy')}
 _VERSION_KEYS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
 
 
@@ -44,33 +50,67 @@ def _ordinal(n):
 
 
 def _label(entry):
-    return '%s (%s %s %s)' % (entry['filter'], entry['family'], entry['table'], entry['chain'])
+    return '%s (%s)' % (entry['filter'], entry['where'])
+
+
+def _next(point, drawn):
+    """What a packet meets after ``point``: the next point drawn, or where it goes on to."""
+    if point in _AFTER:
+        return _AFTER[point]
+    order = RECEIVE if point in RECEIVE else SEND
+    for later in order[order.index(point) + 1:]:
+        if later in drawn or later == 'prerouting':
+            return later
+    return 'the wire'
 
 
 def path_of(run):
-    """The server-side hook points of the first probe, each with its hooks in kernel order."""
+    """The destination's points of the first probe, each with its hooks and programs in kernel order."""
     probe = (run.get('probes') or [{}])[0]
     where = probe.get('to', 'server')
-    seen = set((r['direction'], r['prefix']) for r in run.get('trace', []) if r.get('probe', 1) == 1)
+    seen = set((r['direction'], r['prefix']) for r in run.get('trace', [])
+               if r.get('probe', 1) == 1 and r['source'] != 'witness')
     points = []
-    for direction, hook in PATH:
-        entries = [e for e in run.get('hooks', []) if e['hook'] == hook and e['netns'] == where
-                   and e['family'] in _IPV4_FAMILIES]
+    for direction, point in PATH:
+        # the probes are IPv4: IPv6 chains are not on their way
+        entries = [e for e in run.get('hooks', []) if e['point'] == point and e['netns'] == where
+                   and e.get('family') != 'ip6']
         stages = []
         for entry in hook_order(entries):
             stage = dict(entry)
-            stage['seen'] = any((direction, p) in seen for p in entry['log_prefixes'])
+            stage['seen'] = any((direction, mark) in seen for mark in entry['marks'])
             stages.append(stage)
-        if stages or hook in ('input', 'output'):
-            points.append(dict(direction=direction, hook=hook, stages=stages))
+        if stages or point in _ALWAYS_DRAWN:
+            points.append(dict(direction=direction, hook=point, stages=stages))
+    drawn = [p['hook'] for p in points]
+    for point in points:
+        point['next'] = _next(point['hook'], drawn)
     return points
 
 
-def _mark_stop(points, reached):
-    """Give every stage and point a state; return where the packet stopped (the last stage that saw
-    it, when it did not get through), or None."""
-    seen = [s for p in points for s in p['stages'] if s['seen']]
-    stop = seen[-1] if seen and not reached else None
+def _witnessed_stop(points, drops):
+    """The stage a witnessed drop of the first probe stands for, or None: among the stages of the dropping
+    filter, one whose chain surely drops the packet, else the last that saw it, else the first after it."""
+    drop = next((d for d in drops if d.get('probe') == 1 and d.get('filter') in _DROPPED_BY), None)
+    if drop is None:
+        return None, None
+    stages = [s for p in points for s in p['stages']]
+    candidates = [s for s in stages if s['filter'] in _DROPPED_BY[drop['filter']]]
+    sure = [s for s in candidates if any(w['probe'] == 1 and w['verdict'] == 'drop' for w in s.get('walks', []))]
+    seen = [s for s in candidates if s['seen']]
+    last_seen = max([stages.index(s) for s in stages if s['seen']] or [-1])
+    after = [s for s in candidates if stages.index(s) > last_seen]
+    stop = (sure or seen[-1:] or after or [None])[0]
+    return stop, drop
+
+
+def _mark_stop(points, reached, drops):
+    """Give every stage and point a state; return where the packet stopped, or None: the stage a witnessed
+    drop stands for, else (when it did not get through) the last stage that saw it."""
+    stop, drop = _witnessed_stop(points, drops) if not reached else (None, None)
+    if stop is None:
+        seen = [s for p in points for s in p['stages'] if s['seen']]
+        stop = seen[-1] if seen and not reached else None
     after_stop = False
     for point in points:
         point['state'] = 'not-reached' if after_stop else 'passed'
@@ -82,7 +122,12 @@ def _mark_stop(points, reached):
                 after_stop = True
             else:
                 stage['state'] = 'seen' if stage['seen'] else 'not-seen'
-    return dict((k, stop[k]) for k in ('filter', 'family', 'table', 'chain', 'hook')) if stop else None
+    if not stop:
+        return None
+    out = dict(filter=stop['filter'], where=stop['where'], hook=stop['point'])
+    out.update(by='witness' if drop else 'log', reason=drop['reason'] if drop else None,
+               location=drop['location'] if drop else None)
+    return out
 
 
 def _walk(entry, number):
@@ -100,9 +145,9 @@ def predicted(run, number):
     probe = run['probes'][number - 1]
     # A netdev ingress or egress hook on the probe's way is not walked, and may drop first: then nothing is sure.
     roles = (probe.get('from'), probe.get('to'))
-    items, sure = [], not any(e['netns'] in roles and e['hook'] in _NOT_WALKED for e in run.get('hooks', []))
+    items, sure = [], not any(e['netns'] in roles and e['point'] in _NOT_WALKED for e in run.get('hooks', []))
     for side, hook in PROBE_POINTS:
-        entries = [e for e in run.get('hooks', []) if e['netns'] == probe.get(side) and e['hook'] == hook]
+        entries = [e for e in run.get('hooks', []) if e['netns'] == probe.get(side) and e['point'] == hook]
         for walk in (_walk(entry, number) for entry in hook_order(entries)):
             if walk is None:
                 continue  # the probe's packet does not pass this hook (its family is IPv6, say)
@@ -154,10 +199,11 @@ def evaluate(scenario, run):
     observed = run['observed']
     expect = scenario['expect']
     points = path_of(run)
-    stop = _mark_stop(points, observed['reached'])
+    stop = _mark_stop(points, observed['reached'], run.get('drops', []))
     probes = run.get('probes', [])
     predictions = [predicted(run, number) for number in range(1, len(probes) + 1)]
-    rule_holds = all(fits([r['prefix'] for r in run.get('trace', []) if r['probe'] == number], items)
+    rule_holds = all(fits([r['prefix'] for r in run.get('trace', []) if r['probe'] == number and r['source'] == 'log'],
+                          items)
                      and not (stops and probe.get('outcome') == 'connected')
                      for number, (probe, (items, stops)) in enumerate(zip(probes, predictions), 1))
     reasons = []
@@ -190,6 +236,7 @@ def evaluate(scenario, run):
         observed=dict(reached=observed['reached'], trace=observed['trace'], lost=run.get('lost', 0)),
         probes=run.get('probes', []),
         trace=run.get('trace', []),
+        witness=run.get('witness'),
         foreign=run.get('foreign', 0),
         retransmitted=run.get('retransmitted', 0),
         steps=run.get('steps', []),

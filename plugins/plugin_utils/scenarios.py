@@ -24,6 +24,7 @@ import yaml
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import files
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, clip, shown
+from ansible_collections.pflab.netfilter.plugins.module_utils.steps import KINDS
 
 try:
     import jsonschema
@@ -34,12 +35,11 @@ else:
     JSONSCHEMA_IMPORT_ERROR = None
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), '..', '..', 'schemas', 'scenario.schema.json')
-VARIANT_KEYS = frozenset(['id', 'title', 'label', 'expect', 'notes', 'reverse', 'nft_priority', 'iptables_backend', 'reload'])
+VARIANT_KEYS = frozenset(['id', 'title', 'label', 'expect', 'notes', 'reverse'] +
+                         [key for kind in KINDS.values() for key in kind.variant_keys])
 _MAX_ERRORS = 10
 MAX_BYTES = 1 << 20
 MAX_NODES = 100000
-# "hook input priority 0" or "hook ingress device eth0 priority -10" in nft text
-_NFT_PRIORITY = re.compile(r'(\bhook\s+\w+\s+(?:device\s+"?[^\s;"]+"?\s+)?priority\s+)([^\s;]+)')
 
 
 class ScenarioFileError(PflabError):
@@ -148,15 +148,6 @@ def _yaml_problem(error):
     return '%s%s' % ('line %d, column %d: ' % (mark.line + 1, mark.column + 1) if mark else '', problem)
 
 
-def _set_priority(step, priority):
-    args = step['nft']
-    if 'ruleset' in args:
-        args['ruleset'] = _NFT_PRIORITY.sub(lambda m: m.group(1) + str(priority), args['ruleset'])
-    for chain in args.get('chains') or []:
-        if chain.get('hook'):
-            chain['priority'] = priority
-
-
 def apply_variant(scenario, variant, origin):
     """A copy of ``scenario`` changed by ``variant`` (see the scenario module's variant option)."""
     if not isinstance(variant, dict):
@@ -165,24 +156,13 @@ def apply_variant(scenario, variant, origin):
     if unknown:
         raise ScenarioFileError('%s: unknown variant keys %s (known: %s)' % (origin, shown(unknown), sorted(VARIANT_KEYS)))
     out = copy.deepcopy(scenario)
-    steps = out['steps']
     if variant.get('reverse'):
-        steps.reverse()
-    if variant.get('nft_priority') is not None:
-        for step in steps:
-            if 'nft' in step:
-                _set_priority(step, variant['nft_priority'])
-    if variant.get('iptables_backend'):
-        for step in steps:
-            if 'iptables' in step:
-                step['iptables']['backend'] = variant['iptables_backend']
-    if variant.get('reload'):
-        rulesets = [step for step in steps if 'ruleset' in step.get('nft', {})]
-        if not rulesets:
-            raise ScenarioFileError('%s: variant reload needs an nft step with a ruleset' % origin)
-        reload_step = copy.deepcopy(rulesets[-1])
-        reload_step['nft']['reload'] = True
-        steps.append(reload_step)
+        out['steps'].reverse()
+    for kind in KINDS.values():
+        try:
+            out['steps'] = kind.vary(out['steps'], variant)
+        except PflabError as e:
+            raise ScenarioFileError('%s: %s' % (origin, e))
     for key in ('id', 'title', 'expect', 'notes'):
         if key in variant:
             out[key] = copy.deepcopy(variant[key])

@@ -59,13 +59,20 @@ def test_article_measures_registration_order_and_trace_records(article):
     assert [(s['filter'], s['priority'], s['step']) for s in inputs] == [('nftables', 0, 2), ('iptables-legacy', 0, 1)]
     assert inputs[0]['registered'] > inputs[1]['registered']
     assert exp2['stopped_at']['filter'] == 'iptables-legacy' and exp2['stopped_at']['hook'] == 'input'
-    first, second = exp2['trace']
+    # the kernel's drop, witnessed without a LOG rule, names the same filter and comes after both LOG records
+    assert (exp2['stopped_at']['by'], exp2['stopped_at']['reason']) == ('witness', 'NETFILTER_DROP')
+    first, second, drop = exp2['trace']
+    # iptables-legacy's DROP is carried out by the hook core (nf_hook_slow on 6.x), nft's by nft_do_chain
+    assert drop['source'] == 'witness' and drop['location'].split('+')[0] in ('nf_hook_slow', 'ipt_do_table')
+    assert first['time_ns'] < second['time_ns'] <= drop['time_ns']
+    window = exp2['probes'][0]['window_ns']
+    assert window[0] <= first['time_ns'] and drop['time_ns'] <= window[1]
     assert first['seq'] < second['seq'] and first['timestamp_us'] <= second['timestamp_us']
     assert first['fields']['SRC'] == '198.18.0.1' and first['fields']['DST'] == '198.18.0.2'
     assert first['packet'] == 'syn' and first['direction'] == 'received'
     assert first['fields']['SPT'] == str(exp2['probes'][0]['source_port'])
     exp4 = next(s for s in report['scenarios'] if s['id'] == 'experiment-4')['results'][0]
-    assert [r['packet'] for r in exp4['trace']] == ['syn', 'syn', 'syn-ack', 'syn-ack']
+    assert [r.get('packet') for r in exp4['trace']] == ['syn', 'syn', 'syn-ack', 'syn-ack', None]
     assert not [n for n in netns_names() if n.startswith('pfl-')]
 
 

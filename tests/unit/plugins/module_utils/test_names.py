@@ -9,7 +9,7 @@ from ansible_collections.pflab.netfilter.plugins.module_utils import names
 
 SCHEMA = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'schemas', 'scenario.schema.json')
 GOOD = {'lab': 'sc-42', 'role': 'server', 'netns': 'pfl-sc-42-server', 'ifname': 'k3x9-client', 'xt_chain': 'KUBE-SVC',
-        'nft_name': 'filter', 'scenario_id': 'experiment-2', 'run_id': '20261128T101010Z-article'}
+        'nft_name': 'filter', 'scenario_id': 'experiment-2', 'run_id': '20261128T101010Z-article', 'mark': 'xdp-drop'}
 
 
 @pytest.mark.parametrize('kind', sorted(names.PATTERNS))
@@ -50,7 +50,7 @@ SCHEMA_KINDS = {
     '/$defs/iptables/properties/chains/items/properties/name': 'xt_chain',
     '/$defs/nft/properties/table': 'nft_name',
     '/$defs/nft/properties/chains/items/properties/name': 'nft_name',
-    '/$defs/nft/properties/chains/items/properties/device': 'ifname',
+    '/$defs/bpf/properties/label': 'mark',
 }
 
 

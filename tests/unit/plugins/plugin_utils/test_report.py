@@ -19,12 +19,15 @@ def hook(filter_name, hook_name, registered, prefixes, priority=0, family='inet'
     hits = [(p, True) for p in prefixes] if hits is None else hits
     walk = dict(probe=1, packet='syn' if hook_name in ('prerouting', 'input') else 'syn-ack', verdict=verdict,
                 logs=[dict(prefix=p, certain=c) for p, c in hits])
-    return dict(filter=filter_name, family=family, table='filter', chain=chain or hook_name, hook=hook_name,
-                priority=priority, registered=registered, step=1, netns='server', log_prefixes=prefixes, walks=[walk])
+    netdev = hook_name in ('ingress', 'egress')
+    return dict(filter=filter_name, layer='netfilter', family=family, table='filter', chain=chain or hook_name,
+                hook=hook_name, point='netdev-%s' % hook_name if netdev else hook_name,
+                where='%s filter %s' % (family, chain or hook_name), priority=priority, registered=registered, step=1,
+                netns='server', log_prefixes=prefixes, marks=prefixes, walks=[walk])
 
 
 def record(prefix, direction='received'):
-    return dict(prefix=prefix, direction=direction, probe=1, seq=1, timestamp_us=1, packet='syn')
+    return dict(source='log', prefix=prefix, direction=direction, probe=1, seq=1, timestamp_us=1, packet='syn')
 
 
 SCENARIO = dict(id='experiment-2', title='t', source='article part 1, experiment 2',

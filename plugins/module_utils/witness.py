@@ -1,0 +1,205 @@
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The drop witness and the clock a trace shares: a tracefs instance of the run's own.
+
+The instance records two events of this process only (``set_event_pid``; on veths
+a probe's packets are sent, received and answered in the sending process's
+softirq): ``skb:kfree_skb``, each dropped packet's reason and the function that
+dropped it, which needs no LOG rule; and ``printk:console``, the text of each LOG
+record. Its ``trace_clock`` is ``mono``: CLOCK_MONOTONIC, the clock of the BPF
+programs' ``bpf_ktime_get_ns`` and of ``time.clock_gettime_ns`` here, so LOG
+records, BPF sightings and drops fall in one order. /dev/kmsg's own timestamps
+are ``local_clock``, which is not that clock (measured ~2 ms apart here).
+
+The clock is checked, not assumed: a marker written to the instance between two
+CLOCK_MONOTONIC readings must carry a time between them. tracefs is used where
+it is mounted, else mounted for the run under state.RUN_DIR and unmounted after;
+instances and mounts whose owner process is gone are removed by ``reap``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ctypes
+import os
+import re
+import time
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import state
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+
+_MOUNTS = '/proc/self/mounts'
+PREFIX = 'pflab-'
+_EVENTS = ('skb/kfree_skb', 'printk/console')
+_BUFFER_KB = 256
+_MARKER = 'pflab clock check'
+# "<task>-<pid> [cpu] flags <sec>.<usec>: <event>: <text>"
+_LINE = re.compile(r'^\s*.+?-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+(?P<sec>\d+)\.(?P<usec>\d{6}): (?P<event>[\w:]+): (?P<text>.*)$')
+_DROP = re.compile(r'location=(?P<location>\S+)(?: reason: (?P<reason>\w+))?')
+_OWNER = re.compile(r'^%s(?P<pid>\d+)-(?P<start>\d+)-' % re.escape(PREFIX))
+# The function that dropped a packet (kfree_skb's location) -> the filter it belongs to.
+_DROPPERS = (('nft_do_chain', 'nftables'), ('ipt_do_table', 'iptables-legacy'), ('ip6t_do_table', 'iptables-legacy'),
+             ('tcf_classify', 'tc'), ('sch_handle_ingress', 'tc'), ('sch_handle_egress', 'tc'), ('tcx_', 'tc'),
+             ('do_xdp_generic', 'xdp'), ('veth_xdp', 'xdp'), ('bpf_prog_run_generic_xdp', 'xdp'), ('xdp', 'xdp'),
+             ('nf_hook_slow', 'netfilter'))
+
+
+class WitnessError(PflabError):
+    pass
+
+
+def tracefs_mounts():
+    """Mount points of tracefs in this process's view."""
+    try:
+        with open(_MOUNTS) as f:
+            return [line.split()[1] for line in f if len(line.split()) > 2 and line.split()[2] == 'tracefs']
+    except (IOError, OSError):
+        return []
+
+
+def _mount(target):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b'nodev', target.encode(), b'tracefs', 0, None) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _umount(target):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(target.encode(), 2) != 0:  # MNT_DETACH
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def dropped_by(location):
+    """The filter a kfree_skb location (``func+0x1/0x2``) belongs to, or None."""
+    function = location.split('+', 1)[0]
+    return next((name for prefix, name in _DROPPERS if function.startswith(prefix)), None)
+
+
+def parse(text, pid):
+    """The events of process ``pid`` in an instance's ``trace`` text: [{time_ns, event, ...}] in order."""
+    out = []
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if not m or int(m.group('pid')) != pid:
+            continue
+        when = (int(m.group('sec')) * 1000000 + int(m.group('usec'))) * 1000
+        if m.group('event') == 'kfree_skb':
+            drop = _DROP.search(m.group('text'))
+            if drop:
+                out.append(dict(time_ns=when, event='drop', location=drop.group('location'),
+                                reason=drop.group('reason') or 'NOT_SPECIFIED', filter=dropped_by(drop.group('location'))))
+        elif m.group('event') == 'console':
+            out.append(dict(time_ns=when, event='console', message=m.group('text').strip()))
+        elif m.group('event') == 'tracing_mark_write':
+            out.append(dict(time_ns=when, event='marker', message=m.group('text').strip()))
+    return out
+
+
+class Witness:
+    """One recording: ``start`` before the probes, ``events`` after, ``stop`` in every case.
+
+    When tracefs cannot be used, ``reason`` says why and ``events`` is empty: the
+    run goes on without a witness and says so.
+    """
+
+    def __init__(self, lab_id):
+        owner = state.me()
+        self.name = '%s%d-%d-%s' % (PREFIX, owner['pid'], owner['start'], lab_id)
+        self.pid = os.getpid()
+        self.root, self.mounted, self.path = None, None, None
+        self.reason = None
+        self.clock = dict(name='CLOCK_MONOTONIC', trace_clock='mono', checked=False)
+
+    def _write(self, relative, value):
+        with open(os.path.join(self.path, relative), 'w') as f:
+            f.write(value)
+
+    def start(self):
+        try:
+            self._start()
+        except (IOError, OSError, WitnessError) as e:
+            self.reason = '%s' % (e.strerror if isinstance(e, (IOError, OSError)) and e.strerror else e)
+            self.stop()
+
+    def _start(self):
+        mounts = [m for m in tracefs_mounts() if os.path.isdir(os.path.join(m, 'instances'))]
+        if mounts:
+            self.root = mounts[0]
+        else:
+            self.root = self.mounted = os.path.join(state.RUN_DIR, self.name)
+            os.makedirs(self.mounted, mode=0o700)
+            _mount(self.mounted)
+        if not os.path.isdir(os.path.join(self.root, 'events', 'skb', 'kfree_skb')):
+            raise WitnessError('this kernel has no skb:kfree_skb tracepoint')
+        self.path = os.path.join(self.root, 'instances', self.name)
+        os.mkdir(self.path)
+        self._write('buffer_size_kb', str(_BUFFER_KB))
+        self._write('trace_clock', 'mono')
+        self._write('set_event_pid', str(self.pid))
+        for event in _EVENTS:
+            self._write('events/%s/enable' % event, '1')
+        before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        self._write('trace_marker', _MARKER)
+        after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        marks = [e for e in self._read() if e['event'] == 'marker' and e['message'] == _MARKER]
+        # the marker's time is truncated to the microsecond
+        if not marks or not before - 1000 < marks[0]['time_ns'] <= after:
+            raise WitnessError('the trace clock is not CLOCK_MONOTONIC here (marker %s, read between %d and %d ns)'
+                               % (marks[0]['time_ns'] if marks else 'missing', before, after))
+        self.clock.update(checked=True, marker_ns=marks[0]['time_ns'], between_ns=[before, after])
+
+    def _read(self):
+        with open(os.path.join(self.path, 'trace')) as f:
+            return parse(f.read(), self.pid)
+
+    def events(self):
+        """Drops and LOG texts recorded since start (the clock marker left out)."""
+        if self.reason or not self.path:
+            return []
+        return [e for e in self._read() if e['event'] != 'marker']
+
+    def stop(self):
+        """Disable the events, remove the instance and the mount made for it; never raises."""
+        if self.path and os.path.isdir(self.path):
+            for event in _EVENTS:
+                try:
+                    self._write('events/%s/enable' % event, '0')
+                except (IOError, OSError):
+                    pass
+            _quietly(os.rmdir, self.path)
+        if self.mounted:
+            _quietly(_umount, self.mounted)
+            _quietly(os.rmdir, self.mounted)
+        self.path = self.mounted = None
+
+
+def _quietly(action, *args):
+    try:
+        action(*args)
+    except (IOError, OSError):
+        pass
+
+
+def reap():
+    """Remove instances and mounts of owners that are gone; what was removed."""
+    removed = []
+    places = [os.path.join(m, 'instances') for m in tracefs_mounts()]
+    for where in places:
+        for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
+            m = _OWNER.match(name)
+            if m and state.start_time(int(m.group('pid'))) != int(m.group('start')):
+                _quietly(os.rmdir, os.path.join(where, name))
+                removed.append('remove tracefs instance %s (its owner is gone)' % name)
+    for name in sorted(os.listdir(state.RUN_DIR)) if os.path.isdir(state.RUN_DIR) else []:
+        m = _OWNER.match(name)
+        path = os.path.join(state.RUN_DIR, name)
+        if m and os.path.isdir(path) and state.start_time(int(m.group('pid'))) != int(m.group('start')):
+            if path in tracefs_mounts():
+                _quietly(_umount, path)
+            _quietly(os.rmdir, path)
+            removed.append('remove %s (its owner is gone)' % path)
+    return removed
