@@ -19,7 +19,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import lab, listener, netns, nflog, state
+from ansible_collections.pflab.netfilter.plugins.module_utils import lab, listener, netns, nflog, state, witness
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
 
@@ -89,6 +89,7 @@ def reap(check_mode=False, unmarked=False):
             changes.append('remove %s (its namespace is gone)' % path)
             if not check_mode:
                 attempt('remove %s' % path, os.unlink, path)
+        changes += witness.reap(check_mode)
         synced = attempt('set %s' % nflog.SYSCTL, nflog.sync, check_mode)
         sysctl_changes, holders = synced if synced else ([], [])
     return {'labs': sorted(found['labs']), 'scratch': found['scratch'], 'unmarked': found['unmarked'],

@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import signal
 import time
 
@@ -106,20 +107,20 @@ def step_params(index, step, plan):
     return name, role, params
 
 
-def missing_feature(steps, found, release):
+def missing_feature(steps, found, release, bpf_unavailable=bpf.available):
     """Why this host cannot run ``steps`` ([(kind, role, params)]), or None: the first feature a step needs
-    that the host lacks."""
+    that the host lacks (``found`` is host.tools, ``release`` the kernel's)."""
     needed = set(KINDS[kind].needs(params) for kind, dummy, params in steps) - set([None])
     if 'iptables-legacy' in needed:
         legacy = host.legacy_support(found, release)
         if not legacy['usable']:
             return legacy['reason']
     if 'netdev-egress' in needed:
-        version = tuple(int(n) for n in (host.kernel_info()['version'] or '0.0').split('.'))
+        version = tuple(int(n) for n in re.findall(r'\d+', release)[:2])
         if version < NETDEV_EGRESS_KERNEL:
             return 'kernel %s has no nft netdev egress hook (it came in %d.%d)' % ((release,) + NETDEV_EGRESS_KERNEL)
     if 'bpf' in needed:
-        return bpf.available()
+        return bpf_unavailable()
     return None
 
 

@@ -39,11 +39,10 @@ _MARKER = 'pflab clock check'
 _LINE = re.compile(r'^\s*.+?-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+(?P<sec>\d+)\.(?P<usec>\d{6}): (?P<event>[\w:]+): (?P<text>.*)$')
 _DROP = re.compile(r'location=(?P<location>\S+)(?: reason: (?P<reason>\w+))?')
 _OWNER = re.compile(r'^%s(?P<pid>\d+)-(?P<start>\d+)-' % re.escape(PREFIX))
-# The function that dropped a packet (kfree_skb's location) -> the filter it belongs to.
-_DROPPERS = (('nft_do_chain', 'nftables'), ('ipt_do_table', 'iptables-legacy'), ('ip6t_do_table', 'iptables-legacy'),
-             ('tcf_classify', 'tc'), ('sch_handle_ingress', 'tc'), ('sch_handle_egress', 'tc'), ('tcx_', 'tc'),
-             ('do_xdp_generic', 'xdp'), ('veth_xdp', 'xdp'), ('bpf_prog_run_generic_xdp', 'xdp'), ('xdp', 'xdp'),
-             ('nf_hook_slow', 'netfilter'))
+# What a drop's reason says of the filter, and (when the reason does not say) its location's function.
+_REASONS = {'TC_INGRESS': 'tc', 'TC_EGRESS': 'tc', 'XDP': 'xdp'}
+_LOCATIONS = (('nft_do_chain', 'nftables'), ('ipt_do_table', 'iptables-legacy'), ('ip6t_do_table', 'iptables-legacy'),
+              ('nf_hook_slow', 'netfilter'), ('do_xdp_generic', 'xdp'), ('veth_xdp', 'xdp'), ('tcf_classify', 'tc'))
 
 
 class WitnessError(PflabError):
@@ -73,10 +72,12 @@ def _umount(target):
         raise OSError(code, os.strerror(code))
 
 
-def dropped_by(location):
-    """The filter a kfree_skb location (``func+0x1/0x2``) belongs to, or None."""
+def dropped_by(location, reason):
+    """The filter that dropped a packet, from kfree_skb's reason and location (``func+0x1/0x2``), or None."""
+    if reason in _REASONS:
+        return _REASONS[reason]
     function = location.split('+', 1)[0]
-    return next((name for prefix, name in _DROPPERS if function.startswith(prefix)), None)
+    return next((name for prefix, name in _LOCATIONS if function.startswith(prefix)), None)
 
 
 def parse(text, pid):
@@ -90,8 +91,9 @@ def parse(text, pid):
         if m.group('event') == 'kfree_skb':
             drop = _DROP.search(m.group('text'))
             if drop:
-                out.append(dict(time_ns=when, event='drop', location=drop.group('location'),
-                                reason=drop.group('reason') or 'NOT_SPECIFIED', filter=dropped_by(drop.group('location'))))
+                reason = drop.group('reason') or 'NOT_SPECIFIED'
+                out.append(dict(time_ns=when, event='drop', location=drop.group('location'), reason=reason,
+                                filter=dropped_by(drop.group('location'), reason)))
         elif m.group('event') == 'console':
             out.append(dict(time_ns=when, event='console', message=m.group('text').strip()))
         elif m.group('event') == 'tracing_mark_write':
@@ -184,22 +186,24 @@ def _quietly(action, *args):
         pass
 
 
-def reap():
-    """Remove instances and mounts of owners that are gone; what was removed."""
+def reap(check_mode=False):
+    """Remove (unless ``check_mode``) the instances and mounts of owners that are gone; what that is."""
     removed = []
     places = [os.path.join(m, 'instances') for m in tracefs_mounts()]
     for where in places:
         for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
             m = _OWNER.match(name)
             if m and state.start_time(int(m.group('pid'))) != int(m.group('start')):
-                _quietly(os.rmdir, os.path.join(where, name))
+                if not check_mode:
+                    _quietly(os.rmdir, os.path.join(where, name))
                 removed.append('remove tracefs instance %s (its owner is gone)' % name)
     for name in sorted(os.listdir(state.RUN_DIR)) if os.path.isdir(state.RUN_DIR) else []:
         m = _OWNER.match(name)
         path = os.path.join(state.RUN_DIR, name)
         if m and os.path.isdir(path) and state.start_time(int(m.group('pid'))) != int(m.group('start')):
-            if path in tracefs_mounts():
-                _quietly(_umount, path)
-            _quietly(os.rmdir, path)
+            if not check_mode:
+                if path in tracefs_mounts():
+                    _quietly(_umount, path)
+                _quietly(os.rmdir, path)
             removed.append('remove %s (its owner is gone)' % path)
     return removed

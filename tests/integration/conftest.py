@@ -2,7 +2,8 @@
 
 Every lab a test makes is named pfl-itest-*; it is removed after each test even
 when the test fails. The session checks that the initial network namespace's
-firewall rules, qdiscs and links are byte-identical afterwards, and puts
+firewall rules, qdiscs and links are byte-identical afterwards, that no BPF
+program, tracefs instance or mount of pflab is left, and puts
 net.netfilter.nf_log_all_netns (the one host-wide change allowed) back.
 """
 
@@ -15,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import ansible_runner
 import pytest
@@ -72,6 +74,25 @@ def ns_state(name):
     return {' '.join(argv): _strip_counters(_out(['nsenter', '--net=/run/netns/' + name] + argv)) for argv in views}
 
 
+def leftovers():
+    """pflab's BPF programs (names pfl*), tracefs instances and tracefs mounts that exist now."""
+    from ansible_collections.pflab.netfilter.plugins.module_utils import witness
+    programs = json.loads(_out(['bpftool', '-j', 'prog', 'show']) or '[]')
+    mounts = witness.tracefs_mounts()
+    instances = [name for mount in mounts if os.path.isdir(os.path.join(mount, 'instances'))
+                 for name in os.listdir(os.path.join(mount, 'instances')) if name.startswith(witness.PREFIX)]
+    return [p['name'] for p in programs if p.get('name', '').startswith('pfl')] + instances + \
+        [m for m in mounts if m.startswith('/run/pflab')]
+
+
+def settled_leftovers(timeout=10):
+    """leftovers(), once the kernel has freed deleted namespaces' links and their programs (it does so later)."""
+    deadline = time.monotonic() + timeout
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return leftovers()
+
+
 def netns_names():
     return [line.split()[0] for line in _out(['ip', 'netns', 'list']).splitlines() if line.strip()]
 
@@ -103,6 +124,7 @@ def host_guard():
     if not state_file_before and os.path.exists(STATE_FILE):
         os.unlink(STATE_FILE)
     assert host_state() == before, 'a test changed the initial network namespace'
+    assert settled_leftovers() == [], 'BPF programs, tracefs instances or mounts were left'
     assert sysctl_after == sysctl_before, 'nf_log_all_netns was not restored'
 
 

@@ -194,3 +194,56 @@ def test_markdown_cells_show_text_as_it_is(text):
     assert '](' not in cell and '<' not in cell and '\n' not in cell and '|' not in cell.replace('\\|', '')
     # and it reads back as the text itself, once escapes and entities are undone
     assert html.unescape(re.sub(r'\\([!-/:-@\[-`{-~])', r'\1', cell)) == ' '.join(text.split())
+
+
+def _render(doc):
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    return env.get_template('report.html.j2').render(report=doc)
+
+
+def test_a_witnessed_drop_names_the_filter_that_logged_nothing():
+    """iptables drops without a LOG rule: the last filter that logged is nftables, the witness says otherwise."""
+    silent = dict(HOOKS[0], log_prefixes=[], marks=[],
+                  walks=[dict(HOOKS[0]['walks'][0], logs=[])])
+    hooks = [silent] + HOOKS[1:]
+    expect = dict(SCENARIO, expect=dict(reached=False, trace=['nft-input']))
+    unwitnessed = report.evaluate(expect, run(['nft-input'], hooks=hooks))
+    assert unwitnessed['stopped_at']['filter'] == 'nftables' and unwitnessed['stopped_at']['by'] == 'log'
+    drop = dict(source='witness', prefix='drop', probe=1, reason='NETFILTER_DROP', location='nf_hook_slow+0x9c/0xf0',
+                filter='netfilter', time_ns=5)
+    witnessed = report.evaluate(expect, run(['nft-input'], hooks=hooks, drops=[drop]))
+    assert witnessed['stopped_at'] == dict(filter='iptables-legacy', where='ip filter INPUT', hook='input',
+                                           by='witness', reason='NETFILTER_DROP', location='nf_hook_slow+0x9c/0xf0')
+    states = dict((p['hook'], [s['state'] for s in p['stages']]) for p in witnessed['path'])
+    assert states['input'] == ['seen', 'stopped'] and states['output'] == ['not-reached', 'not-reached']
+
+
+def _program(filter_name, point, registered, mark, priority=0):
+    return dict(filter=filter_name, layer='bpf', point=point, hook=point, where='k3x9-client', priority=priority,
+                registered=registered, step=registered, netns='server', marks=[mark], walks=[], device='k3x9-client')
+
+
+def test_layers_are_drawn_in_the_kernels_order_and_an_xdp_drop_ends_the_path():
+    hooks = [HOOKS[2], _program('tc', 'tc-egress', 7, 'tc-egress', 1), _program('xdp', 'xdp', 8, 'xdp')]
+    sighting = dict(source='bpf', prefix='xdp', probe=1, packet='syn', direction='received', time_ns=1)
+    drop = dict(source='witness', prefix='drop', probe=1, reason='NOT_SPECIFIED', location='veth_xdp_rcv_skb+0x2',
+                filter='xdp', time_ns=2)
+    scenario = dict(SCENARIO, expect=dict(reached=False, trace=['xdp']))
+    ran = dict(run([], hooks=hooks, drops=[drop], observed=dict(reached=False, trace=['xdp'])), trace=[sighting, drop])
+    result = report.evaluate(scenario, ran)
+    assert result['status'] == 'reproduced'
+    assert [(p['hook'], p['next'], p['state']) for p in result['path']] == [
+        ('xdp', 'prerouting', 'stopped'), ('input', 'socket', 'not-reached'), ('output', 'routing', 'not-reached'),
+        ('tc-egress', 'the wire', 'not-reached')]
+    assert result['stopped_at']['hook'] == 'xdp' and result['stopped_at']['by'] == 'witness'
+    # the prediction knows nothing is sure where a program sits, and the rule check reads LOG records only
+    assert result['rule'] == dict(predicted=['nft-input?'], holds=True)
+    page = _render(report.build('layers', 'r1', 'now', [('h', [dict(ran, witness=dict(available=True))])]))
+    assert 'data-hook="xdp"' in page and 'the kernel dropped it there (NOT_SPECIFIED at veth_xdp_rcv_skb+0x2)' in page
+
+
+def test_no_witness_is_said():
+    doc = report.build('article', 'r1', 'now', [('h', [run(['nft-input', 'ipt-input'],
+                                                           witness=dict(available=False, reason='no tracefs'))])])
+    assert 'No witness: no tracefs.' in _render(doc)
