@@ -25,7 +25,7 @@ import os
 import socket
 import sys
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import listener, names, netns, nflog, proc, state
+from ansible_collections.pflab.netfilter.plugins.module_utils import listener, names, netns, nflog, ovs, proc, state
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, shown
 
 # pyroute2 is imported where Lab uses it; finding it is cheap, importing it is not.
@@ -47,7 +47,7 @@ def check_lab_id(lab):
 class LabPlan:
     """The wanted shape of a lab, validated and with every name and address."""
 
-    def __init__(self, lab, roles, links=None, subnet=DEFAULT_SUBNET, ifname_tag='to'):
+    def __init__(self, lab, roles, links=None, subnet=DEFAULT_SUBNET, ifname_tag='to', bridge=None):
         check_lab_id(lab)
         self.lab = lab
         self.ifname_tag = ifname_tag
@@ -60,18 +60,34 @@ class LabPlan:
             raise LabError('namespace roles must be unique, got %s' % shown(roles))
         self.roles = roles
         self.namespaces = dict((role, netns.lab_netns_name(lab, role)) for role in roles)
+        if bridge is not None and bridge not in roles:
+            raise LabError('bridge %s is not one of the namespaces %s' % (shown(bridge), roles))
+        self.bridge = bridge
 
-        if links is None:
+        if links is None and bridge:
+            links = [[role, bridge] for role in roles if role != bridge]
+        elif links is None:
             links = [[roles[i], roles[i + 1]] for i in range(len(roles) - 1)]
         try:
             network = ipaddress.IPv4Network(subnet)
         except ValueError as e:
             raise LabError('subnet %s is not an IPv4 network: %s' % (shown(subnet), e))
-        # Only the blocks the links take: a /0 holds 2^30 of them.
-        blocks = list(itertools.islice(network.subnets(new_prefix=30), len(links))) if network.prefixlen <= 30 else []
-        if len(blocks) < len(links):
-            raise LabError('subnet %s has room for %d links (one /30 each), %d asked' % (
-                network, len(blocks), len(links)))
+        if bridge:
+            # One segment: the bridge's ends carry no address, the others share the first block that holds them.
+            prefixlen = next(p for p in range(30, -1, -1) if (1 << (32 - p)) - 2 >= len(roles) - 1)
+            blocks = list(itertools.islice(network.subnets(new_prefix=prefixlen), 1)) if network.prefixlen <= prefixlen \
+                else []
+            if not blocks:
+                raise LabError('subnet %s has no room for %d addresses on one segment' % (network, len(roles) - 1))
+            addresses = iter(blocks[0].hosts())
+            blocks = [None] * len(links)
+        else:
+            prefixlen, addresses = 30, None
+            # Only the blocks the links take: a /0 holds 2^30 of them.
+            blocks = list(itertools.islice(network.subnets(new_prefix=30), len(links))) if network.prefixlen <= 30 else []
+            if len(blocks) < len(links):
+                raise LabError('subnet %s has room for %d links (one /30 each), %d asked' % (
+                    network, len(blocks), len(links)))
         self.subnet = str(network)
 
         self.links = []
@@ -83,27 +99,34 @@ class LabPlan:
             if frozenset(link) in seen:
                 raise LabError('link %s is given twice' % (link,))
             seen.add(frozenset(link))
-            hosts = list(block.hosts())
-            self.links.append([self._end(link[0], link[1], hosts[0]), self._end(link[1], link[0], hosts[1])])
+            if bridge:
+                ends = [None if role == bridge else next(addresses) for role in link]
+            else:
+                ends = list(block.hosts())
+            self.links.append([self._end(link[0], link[1], ends[0], prefixlen),
+                               self._end(link[1], link[0], ends[1], prefixlen)])
 
-    def _end(self, role, peer, address):
+    def _end(self, role, peer, address, prefixlen):
         return {
             'role': role,
             'netns': self.namespaces[role],
             'ifname': '%s-%s' % (self.ifname_tag, peer),
-            'address': str(address),
-            'prefixlen': 30,
+            'address': str(address) if address else None,
+            'prefixlen': prefixlen if address else None,
         }
 
     def ifnames(self):
         return sorted(set(end['ifname'] for link in self.links for end in link))
 
     def end_towards(self, role, peer):
-        """The end ``role`` has of its link to ``peer`` (ifname, address), or None when they share no link."""
+        """The end ``role`` has of its link to ``peer`` (ifname, address), or None when they share no link; in a
+        bridged lab, two namespaces reach each other through their links to the bridge."""
         for link in self.links:
             for end, other in ((link[0], link[1]), (link[1], link[0])):
                 if (end['role'], other['role']) == (role, peer):
                     return end
+        if self.bridge and self.bridge not in (role, peer) and peer in self.namespaces:
+            return self.end_towards(role, self.bridge)
         return None
 
     def address_towards(self, role, peer):
@@ -116,7 +139,8 @@ class LabPlan:
         found = {}
         for link in self.links:
             for end in link:
-                found.setdefault(end['role'], end['address'])
+                if end['address']:
+                    found.setdefault(end['role'], end['address'])
         return found
 
     def as_result(self):
@@ -126,6 +150,7 @@ class LabPlan:
             'namespaces': dict(self.namespaces),
             'addresses': self.addresses(),
             'links': [list(link) for link in self.links],
+            'bridge': self.bridge,
         }
 
 
@@ -217,6 +242,8 @@ class Lab:
             self._ensure_up(end['role'], end['ifname'])
 
     def _ensure_address(self, ns, end):
+        if not end['address']:
+            return
         index = ns.link_lookup(ifname=end['ifname'])[0]
         wanted = (end['address'], end['prefixlen'])
         have = _addresses(ns, index)
@@ -248,6 +275,7 @@ def remove_namespace(name, check_mode=False):
         netns.stop_pids(pids)
         netns.remove(name)
         listener.forget_netns(name)
+        ovs.forget_netns(name)
     return changes, pids
 
 
@@ -333,8 +361,9 @@ def create_fresh(plan):
         lines.append('link add %s netns %s type veth peer name %s netns %s' % (
             a['ifname'], a['netns'], b['ifname'], b['netns']))
         for end in (a, b):
-            inside[end['role']] += ['addr add %s/%d dev %s' % (end['address'], end['prefixlen'], end['ifname']),
-                                    'link set %s up' % end['ifname']]
+            if end['address']:
+                inside[end['role']].append('addr add %s/%d dev %s' % (end['address'], end['prefixlen'], end['ifname']))
+            inside[end['role']].append('link set %s up' % end['ifname'])
     _ip(['-batch', '-'], '\n'.join(lines) + '\n')
     for role in plan.roles:
         _ip(['-n', plan.namespaces[role], '-batch', '-'], '\n'.join(inside[role]) + '\n')

@@ -18,8 +18,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import lab, listener, netns, nflog, state, witness
+from ansible_collections.pflab.netfilter.plugins.module_utils import lab, listener, netns, nflog, ovs, state, witness
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
 
@@ -52,7 +53,7 @@ def find():
                 scratch.append(name)
         elif name.startswith(netns.PREFIX + '-') and _lab_of(name) not in markers:
             unmarked.append(name)
-    return {'labs': labs, 'scratch': scratch, 'unmarked': unmarked, 'files': listener.orphans()}
+    return {'labs': labs, 'scratch': scratch, 'unmarked': unmarked, 'files': listener.orphans() + ovs.orphans()}
 
 
 def reap(check_mode=False, unmarked=False):
@@ -85,10 +86,10 @@ def reap(check_mode=False, unmarked=False):
                     state.release(name)
         for name in found['scratch'] + (found['unmarked'] if unmarked else []):
             changes += (attempt('remove namespace %s' % name, lab.remove_namespace, name, check_mode) or ([],))[0]
-        for path in listener.orphans() if not check_mode else found['files']:
+        for path in listener.orphans() + ovs.orphans() if not check_mode else found['files']:
             changes.append('remove %s (its namespace is gone)' % path)
             if not check_mode:
-                attempt('remove %s' % path, os.unlink, path)
+                attempt('remove %s' % path, shutil.rmtree if os.path.isdir(path) else os.unlink, path)
         changes += witness.reap(check_mode)
         synced = attempt('set %s' % nflog.SYSCTL, nflog.sync, check_mode)
         sysctl_changes, holders = synced if synced else ([], [])

@@ -28,8 +28,8 @@ import time
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import (
-    bpf, bpf_filter, host, hooks, kmsg, lab, listener, matcher, names, netns, nflog, nft, nft_api, probe, proc, reaper,
-    state, witness, xtables)
+    bpf, bpf_filter, host, hooks, kmsg, lab, listener, matcher, names, netns, nflog, nft, nft_api, ovs, probe, proc,
+    reaper, state, witness, xtables)
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError, clip, shown
 from ansible_collections.pflab.netfilter.plugins.module_utils.steps import KINDS
 from ansible_collections.pflab.netfilter.plugins.module_utils.steps.base import RECEIVE
@@ -107,10 +107,12 @@ def step_params(index, step, plan):
     return name, role, params
 
 
-def missing_feature(steps, found, release, bpf_unavailable=bpf.available):
-    """Why this host cannot run ``steps`` ([(kind, role, params)]), or None: the first feature a step needs
-    that the host lacks (``found`` is host.tools, ``release`` the kernel's)."""
-    needed = set(KINDS[kind].needs(params) for kind, dummy, params in steps) - set([None])
+def missing_feature(steps, found, release, bridged=False, unavailable=None):
+    """Why this host cannot run ``steps`` ([(kind, role, params)]) in a lab (``bridged``: with a switch), or None:
+    the first feature needed that the host lacks. ``found`` is host.tools, ``release`` the kernel's, and
+    ``unavailable`` maps 'bpf' and 'ovs' to functions that say why they cannot be used (None: they can)."""
+    needed = set(KINDS[kind].needs(params) for kind, dummy, params in steps) | set(['ovs'] if bridged else [])
+    needed.discard(None)
     if 'iptables-legacy' in needed:
         legacy = host.legacy_support(found, release)
         if not legacy['usable']:
@@ -119,8 +121,10 @@ def missing_feature(steps, found, release, bpf_unavailable=bpf.available):
         version = tuple(int(n) for n in re.findall(r'\d+', release)[:2])
         if version < NETDEV_EGRESS_KERNEL:
             return 'kernel %s has no nft netdev egress hook (it came in %d.%d)' % ((release,) + NETDEV_EGRESS_KERNEL)
-    if 'bpf' in needed:
-        return bpf_unavailable()
+    for feature in ('bpf', 'ovs'):
+        why = unavailable[feature]() if feature in needed else None
+        if why:
+            return why
     return None
 
 
@@ -144,8 +148,13 @@ class Runner:
         self.lab_id = lab_id or 'sc-%d' % os.getpid()
         self.timeout = timeout
         self.roles = _list_of(scenario, 'namespaces', DEFAULT_ROLES)
-        self.plan = lab.LabPlan(self.lab_id, self.roles)  # its interface names come when the lab is claimed
+        self.bridge = scenario.get('bridge')
+        self.plan = lab.LabPlan(self.lab_id, self.roles, bridge=self.bridge)  # interface names come with the claim
         self.steps = [step_params(i, s, self.plan) for i, s in enumerate(_list_of(scenario, 'steps', []), 1)]
+        for index, (kind, role, dummy) in enumerate(self.steps, 1):
+            if KINDS[kind].in_bridge and role != self.bridge:
+                raise ScenarioError('step %d (%s): netns must be the lab\'s switch (the scenario\'s bridge), not %s'
+                                    % (index, kind, role))
         self.layers = set(KINDS[kind].layer for kind, dummy, dummy in self.steps)
         self.probes = [self._probe_spec(i, p) for i, p in enumerate(_list_of(scenario, 'probes', [{}]), 1)]
         if not self.probes:
@@ -177,7 +186,8 @@ class Runner:
         found = host.tools(self.module.get_bin_path, proc.run)
         release = host.kernel_info()['release']
         result = dict(id=self.scenario['id'], kernel=release, versions=self.versions(found))
-        missing = missing_feature(self.steps, found, release)
+        missing = missing_feature(self.steps, found, release, bool(self.bridge), dict(
+            bpf=bpf.available, ovs=lambda: ovs.unavailable(self.module.get_bin_path)))
         if missing:
             result.update(status='skipped', reason=missing)
             return result
@@ -193,7 +203,8 @@ class Runner:
                 markers = state.markers()
                 if self.lab_id in markers:
                     raise ScenarioError('lab %s is in use by another run' % self.lab_id)
-                self.plan = lab.LabPlan(self.lab_id, self.roles, ifname_tag=state.new_ifname_tag(markers))
+                self.plan = lab.LabPlan(self.lab_id, self.roles, ifname_tag=state.new_ifname_tag(markers),
+                                        bridge=self.bridge)
                 state.claim(self.lab_id, self.plan.namespaces.values(), state.me(), log=True,
                             ifname_tag=self.plan.ifname_tag)
                 claimed = True
@@ -237,11 +248,19 @@ class Runner:
     def _run_in_lab(self):
         self.phase = 'lab creation'
         lab.create_fresh(self.plan)
+        switch = None
+        if self.bridge:
+            self.phase = 'switch'
+            switch = ovs.Switch(self.plan.namespaces[self.bridge],
+                                [end['ifname'] for link in self.plan.links for end in link if end['role'] == self.bridge])
+            switch.start()
+            for end in (end for link in self.plan.links for end in link):
+                ovs.checksum_offload_off(end['netns'], end['ifname'])
         steps = []
         for index, (name, role, params) in enumerate(self.steps, 1):
             self.phase = 'step %d (%s)' % (index, name)
             kind = KINDS[name]
-            done = kind.apply(self.module, kind.bind(params, lambda peer, role=role: self.plan.end_towards(role, peer)['ifname']))
+            done = kind.apply(self.module, kind.bind(params, self.plan, role))
             self._observe(index, role, done['filter'])
             steps.append(dict(kind=name, netns=role, filter=done['filter'], changes=done['changes']))
 
@@ -254,7 +273,7 @@ class Runner:
         addresses = self.plan.addresses()
         recording = witness.Witness(self.lab_id)
         try:
-            recording.start()
+            recording.start(switch.pids() if switch else [])
             cursor = kmsg.cursor_after(kmsg.read_ring())
             probes = []
             for number, spec in enumerate(self.probes):
@@ -274,7 +293,7 @@ class Runner:
         alive, unregistered = self._hooks(probes)
         logged, foreign, retransmitted = _trace(kmsg.log_records(new), probes, self.plan.ifnames())
         seen, late = _sightings(alive, probes)
-        trace, drops = timeline(logged, seen, events, probes, recording.clock['checked'])
+        trace, drops, others = timeline(logged, seen, events, probes, recording.clock['checked'])
         return dict(
             status='ran',
             lab=self.plan.as_result(),
@@ -284,7 +303,8 @@ class Runner:
             probes=probes,
             trace=trace,
             drops=drops,
-            witness=dict(available=recording.reason is None, reason=recording.reason, clock=recording.clock),
+            witness=dict(available=recording.reason is None, reason=recording.reason, clock=recording.clock,
+                         other_drops=others),
             lost=lost,
             foreign=foreign,
             retransmitted=retransmitted + late,
@@ -305,6 +325,8 @@ class Runner:
             found.update(hooks.snapshot(name, objects))
         if 'bpf' in self.layers:
             found.update(bpf_filter.snapshot(self.module, name))
+        if 'ovs' in self.layers:
+            found.update(ovs.snapshot(name))
         self.registry.setdefault(role, hooks.Registry()).observe(step, filter_name, found)
 
     def _hooks(self, probes):
@@ -322,13 +344,16 @@ class Runner:
                     backend = xtables.resolve_backend(entry['filter'].split('-')[1], 4 if entry['family'] == 'ip' else 6,
                                                       runner, self.module.get_bin_path)
                     xtables_rules[key] = backend.save().get(entry['table'])
+            counted = ovs.snapshot(name) if 'ovs' in self.layers else {}  # the flows' packets, probes included
             for entry in registry.entries(xtables_rules, self.ruleset.get(role, [])):
+                if entry['layer'] == 'ovs':
+                    entry['hits'] = counted.get(('ovs', ovs.BRIDGE, entry['flow']), {}).get('hits')
                 if entry['layer'] == 'netfilter':
                     table = xtables_rules.get((entry['filter'], entry['family'], entry['table']))
                     entry.update(marks=entry['log_prefixes'], walks=self._walks(entry, role, probes, table))
                 else:
                     name, dummy, params = self.steps[entry['step'] - 1]
-                    entry.update(marks=KINDS[name].marks(params), walks=[])
+                    entry.update(marks=KINDS[name].marks(params, entry), walks=[])
                 alive.append(dict(entry, netns=role))
             unregistered += [dict(entry, netns=role) for entry in registry.removed_entries()]
         return alive, unregistered
@@ -436,8 +461,8 @@ def _sightings(alive, probes):
 
 
 def timeline(logged, seen, events, probes, clock_checked):
-    """One trace of LOG records, BPF sightings and witnessed drops in the order the packets met them; and the
-    drops alone.
+    """One trace of LOG records, BPF sightings and witnessed drops in the order the packets met them; the
+    drops alone; and how many drops in the probes' time were no filter's (left out).
 
     With the witness's clock checked, every record has a CLOCK_MONOTONIC time: a LOG
     record takes the time of its text in the witness (``console`` events), a drop is
@@ -449,7 +474,7 @@ def timeline(logged, seen, events, probes, clock_checked):
     texts = [record.pop('message').strip() for record in logged]
     logged = [dict(record, source='log') for record in logged]
     if not clock_checked:
-        return logged + [dict(record, unordered=True) for record in seen], []
+        return logged + [dict(record, unordered=True) for record in seen], [], 0
     witnessed = {}
     for event in events:
         if event['event'] == 'console':
@@ -461,17 +486,21 @@ def timeline(logged, seen, events, probes, clock_checked):
             record['time_ns'] = previous = times.pop(0)
         else:
             record.update(time_ns=previous, unordered=True)  # not in the witness (another context logged it)
-    drops = []
+    drops, others = [], 0
     for event in events:
         if event['event'] != 'drop':
             continue
         number = next((n for n, p in enumerate(probes, 1) if p['window_ns'][0] <= event['time_ns'] <= p['window_ns'][1]),
                       None)
-        if number is not None:
-            drops.append(dict(source='witness', prefix='drop', probe=number, time_ns=event['time_ns'],
-                              reason=event['reason'], location=event['location'], filter=event['filter']))
+        if number is None:
+            continue
+        if event['filter'] is None:
+            others += 1  # not a filter's drop (a flooded copy, a closed socket): not the probe's path
+            continue
+        drops.append(dict(source='witness', prefix='drop', probe=number, time_ns=event['time_ns'],
+                          reason=event['reason'], location=event['location'], filter=event['filter']))
     merged = sorted(logged + seen + drops, key=lambda r: r['time_ns'])
     for before, after in zip(merged, merged[1:]):
         if after['time_ns'] - before['time_ns'] < 1000 and before['source'] != after['source']:
             before['tie'] = after['tie'] = True
-    return merged, drops
+    return merged, drops, others

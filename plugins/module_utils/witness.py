@@ -80,12 +80,19 @@ def dropped_by(location, reason):
     return next((name for prefix, name in _LOCATIONS if function.startswith(prefix)), None)
 
 
-def parse(text, pid):
-    """The events of process ``pid`` in an instance's ``trace`` text: [{time_ns, event, ...}] in order."""
+def _threads(pid):
+    try:
+        return [int(t) for t in os.listdir('/proc/%d/task' % pid)]
+    except OSError:
+        return []
+
+
+def parse(text, pids):
+    """The events of the threads ``pids`` in an instance's ``trace`` text: [{time_ns, event, ...}] in order."""
     out = []
     for line in text.splitlines():
         m = _LINE.match(line)
-        if not m or int(m.group('pid')) != pid:
+        if not m or int(m.group('pid')) not in pids:
             continue
         when = (int(m.group('sec')) * 1000000 + int(m.group('usec'))) * 1000
         if m.group('event') == 'kfree_skb':
@@ -112,6 +119,7 @@ class Witness:
         owner = state.me()
         self.name = '%s%d-%d-%s' % (PREFIX, owner['pid'], owner['start'], lab_id)
         self.pid = os.getpid()
+        self.pids = set([self.pid])
         self.root, self.mounted, self.path = None, None, None
         self.reason = None
         self.clock = dict(name='CLOCK_MONOTONIC', trace_clock='mono', checked=False)
@@ -120,14 +128,15 @@ class Witness:
         with open(os.path.join(self.path, relative), 'w') as f:
             f.write(value)
 
-    def start(self):
+    def start(self, pids=()):
+        """Start recording this process and ``pids`` (with all their threads)."""
         try:
-            self._start()
+            self._start(pids)
         except (IOError, OSError, WitnessError) as e:
             self.reason = '%s' % (e.strerror if isinstance(e, (IOError, OSError)) and e.strerror else e)
             self.stop()
 
-    def _start(self):
+    def _start(self, pids):
         mounts = [m for m in tracefs_mounts() if os.path.isdir(os.path.join(m, 'instances'))]
         if mounts:
             self.root = mounts[0]
@@ -141,7 +150,8 @@ class Witness:
         os.mkdir(self.path)
         self._write('buffer_size_kb', str(_BUFFER_KB))
         self._write('trace_clock', 'mono')
-        self._write('set_event_pid', str(self.pid))
+        self.pids = set([self.pid] + [t for pid in pids for t in _threads(pid)])
+        self._write('set_event_pid', ' '.join(str(p) for p in sorted(self.pids)))
         for event in _EVENTS:
             self._write('events/%s/enable' % event, '1')
         before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -156,7 +166,7 @@ class Witness:
 
     def _read(self):
         with open(os.path.join(self.path, 'trace')) as f:
-            return parse(f.read(), self.pid)
+            return parse(f.read(), self.pids)
 
     def events(self):
         """Drops and LOG texts recorded since start (the clock marker left out)."""

@@ -72,13 +72,15 @@ def path_of(run):
                if r.get('probe', 1) == 1 and r['source'] != 'witness')
     points = []
     for direction, point in PATH:
-        # the probes are IPv4: IPv6 chains are not on their way
-        entries = [e for e in run.get('hooks', []) if e['point'] == point and e['netns'] == where
-                   and e.get('family') != 'ip6']
+        # the probes are IPv4: IPv6 chains are not on their way; a bridged lab's switch is, in its own namespace
+        entries = [e for e in run.get('hooks', []) if e['point'] == point and e.get('family') != 'ip6'
+                   and (e['netns'] == where or e['layer'] == 'ovs' and direction == 'received')]
         stages = []
         for entry in hook_order(entries):
             stage = dict(entry)
-            stage['seen'] = any((direction, mark) in seen for mark in entry['marks'])
+            # OVS counts packets per flow, with no time: its flows are seen by their counters
+            stage['seen'] = any((direction, mark) in seen for mark in entry['marks']) or \
+                (entry['layer'] == 'ovs' and bool(entry.get('hits')))
             stages.append(stage)
         if stages or point in _ALWAYS_DRAWN:
             points.append(dict(direction=direction, hook=point, stages=stages))
@@ -125,7 +127,7 @@ def _mark_stop(points, reached, drops):
     if not stop:
         return None
     out = dict(filter=stop['filter'], where=stop['where'], hook=stop['point'])
-    out.update(by='witness' if drop else 'log', reason=drop['reason'] if drop else None,
+    out.update(by='witness' if drop else 'trace', reason=drop['reason'] if drop else None,
                location=drop['location'] if drop else None)
     return out
 

@@ -7,6 +7,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pflab.netfilter.plugins.module_utils.steps import bpf, iptables, nft
+from ansible_collections.pflab.netfilter.plugins.module_utils.steps import bpf, iptables, nft, ovs
 
-KINDS = dict((kind.name, kind) for kind in (iptables.KIND, nft.KIND, bpf.KIND))
+KINDS = dict((kind.name, kind) for kind in (iptables.KIND, nft.KIND, bpf.KIND, ovs.KIND))

@@ -23,8 +23,8 @@ __metaclass__ = type
 RECEIVE = ('xdp', 'tc-ingress', 'netdev-ingress', 'bridge', 'prerouting', 'input')
 SEND = ('output', 'postrouting', 'netdev-egress', 'tc-egress')
 POINTS = RECEIVE + SEND
-# The observers that read what steps register, one per layer: netfilter hooks, BPF attachments.
-LAYERS = ('netfilter', 'bpf')
+# The observers that read what steps register, one per layer: netfilter hooks, BPF attachments, OVS flows.
+LAYERS = ('netfilter', 'bpf', 'ovs')
 
 
 class StepKind:
@@ -35,6 +35,7 @@ class StepKind:
     spec = None        # that module's argument spec
     rules = {}         # its required_one_of, mutually_exclusive ...
     layer = None       # one of LAYERS
+    in_bridge = False  # whether its steps run in the namespace of a bridged lab's switch
     # Arguments a scenario may not give: the lab decides the namespace, never the host's own.
     forbidden = ('host',)
     variant_keys = ()  # the order matrix's variant keys this kind answers (see vary)
@@ -47,8 +48,9 @@ class StepKind:
         """The arguments that name lab roles in a scenario (interfaces, by their peer) as [(key path, role)]."""
         return []
 
-    def bind(self, params, ifname_towards):
-        """``params`` with the roles of lab_roles replaced by the lab's interface names."""
+    def bind(self, params, plan, role):
+        """``params`` for the lab ``plan`` (lab.LabPlan) once claimed, in ``role``'s namespace: the roles of
+        lab_roles replaced by the interface names the lab gave."""
         return params
 
     def needs(self, params):
@@ -59,8 +61,8 @@ class StepKind:
         """Apply the step; dict(filter=the filter that now holds its hooks, changes=[...])."""
         raise NotImplementedError
 
-    def marks(self, params):
-        """The marks the step's filters leave in a trace when the packet passes (besides LOG rules)."""
+    def marks(self, params, entry):
+        """The marks that ``entry`` (a hook or attachment this step registered) leaves in a trace."""
         return []
 
     def vary(self, steps, variant):

@@ -23,8 +23,8 @@ class Bpf(base.StepKind):
     def lab_roles(self, params):
         return [(('interface',), params['interface'])]
 
-    def bind(self, params, ifname_towards):
-        return dict(params, interface=ifname_towards(params['interface']))
+    def bind(self, params, plan, role):
+        return dict(params, interface=plan.end_towards(role, params['interface'])['ifname'])
 
     def needs(self, params):
         return 'bpf'
@@ -33,7 +33,7 @@ class Bpf(base.StepKind):
         done = bpf_filter.manage(module, params)
         return dict(filter='xdp' if params['hook'] == 'xdp' else 'tc', changes=done['changes'])
 
-    def marks(self, params):
+    def marks(self, params, entry):
         return [params['label'] or bpf_filter.default_label(params)]
 
 

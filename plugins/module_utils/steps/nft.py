@@ -34,11 +34,11 @@ class Nft(base.StepKind):
         return [(('chains', index, 'device'), chain['device']) for index, chain in enumerate(params['chains'] or [])
                 if chain.get('device') is not None]
 
-    def bind(self, params, ifname_towards):
+    def bind(self, params, plan, role):
         params = copy.deepcopy(params)
         for chain in params['chains'] or []:
             if chain.get('device') is not None:
-                chain['device'] = ifname_towards(chain['device'])
+                chain['device'] = plan.end_towards(role, chain['device'])['ifname']
         return params
 
     def needs(self, params):

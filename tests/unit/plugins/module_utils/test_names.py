@@ -51,6 +51,7 @@ SCHEMA_KINDS = {
     '/$defs/nft/properties/table': 'nft_name',
     '/$defs/nft/properties/chains/items/properties/name': 'nft_name',
     '/$defs/bpf/properties/label': 'mark',
+    '/$defs/ovs/properties/flows/items/properties/label': 'mark',
 }
 
 

@@ -57,8 +57,11 @@ def test_a_disagreement_would_be_found(schema):
         _agree(schema, spec, schema['$defs']['bpf'], KINDS['bpf'].forbidden, 'bpf')
 
 
+PLAN = scenario.lab.LabPlan('unit', ['client', 'server'], ifname_tag='k3x9')
+
+
 def _steps(*pairs):
-    plan = scenario.lab.LabPlan('unit', ['client', 'server'])
+    plan = PLAN
     return [scenario.step_params(i, {kind: args}, plan) for i, (kind, args) in enumerate(pairs, 1)]
 
 
@@ -72,8 +75,11 @@ def test_a_missing_feature_skips_with_its_reason():
     found = {'iptables-legacy': {'path': None, 'version': None}}
     assert 'netdev egress' in scenario.missing_feature(_steps(NETDEV_EGRESS), found, '5.10.0-28-amd64')
     assert scenario.missing_feature(_steps(NETDEV_EGRESS), found, '6.1.0-18-amd64') is None
-    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', lambda: 'no bpf(2)') == 'no bpf(2)'
-    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', lambda: None) is None
+    none = dict(bpf=lambda: None, ovs=lambda: None)
+    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', False, dict(none, bpf=lambda: 'no bpf(2)')) == 'no bpf(2)'
+    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', False, none) is None
+    assert scenario.missing_feature([], found, '6.1.0', True, dict(none, ovs=lambda: 'no ovs')) == 'no ovs'
+    assert scenario.missing_feature([], found, '6.1.0', False, dict(none, ovs=lambda: 'no ovs')) is None
     assert 'iptables-legacy' in scenario.missing_feature(_steps(LEGACY), found, '6.1.0')
 
 
@@ -91,8 +97,8 @@ def test_a_bpf_step_is_checked_before_any_lab_exists(args, message):
 
 def test_bind_gives_the_lab_interface_names():
     (dummy, role, params), = _steps(NETDEV_EGRESS)
-    bound = KINDS['nft'].bind(params, lambda peer: 'k3x9-%s' % peer)
+    bound = KINDS['nft'].bind(params, PLAN, role)
     assert bound['chains'][0]['device'] == 'k3x9-client' and params['chains'][0]['device'] == 'client'
     (dummy, role, params), = _steps(XDP)
-    assert KINDS['bpf'].bind(params, lambda peer: 'k3x9-%s' % peer)['interface'] == 'k3x9-client'
-    assert KINDS['bpf'].marks(params) == ['xdp']
+    assert KINDS['bpf'].bind(params, PLAN, role)['interface'] == 'k3x9-client'
+    assert KINDS['bpf'].marks(params, {}) == ['xdp']

@@ -16,12 +16,12 @@ TRACE = '''# tracer: nop
 
 
 def test_parse_keeps_this_process_only_in_nanoseconds():
-    events = witness.parse(TRACE, 5702)
+    events = witness.parse(TRACE, {5702})
     assert [e['event'] for e in events] == ['marker', 'console', 'drop', 'drop']
     assert events[1]['time_ns'] == 16219282492000 and events[1]['message'].endswith('URGP=0')
     assert (events[2]['reason'], events[2]['filter']) == ('NETFILTER_DROP', 'netfilter')
     assert (events[3]['reason'], events[3]['filter']) == ('TC_INGRESS', 'tc')
-    assert witness.parse(TRACE, 16)[0]['location'].startswith('nft_do_chain')
+    assert witness.parse(TRACE, {16})[0]['location'].startswith('nft_do_chain')
 
 
 def test_dropped_by_reason_then_location():
@@ -50,21 +50,22 @@ def test_one_trace_on_the_shared_clock():
               dict(event='console', time_ns=302000, message='ipt-input IN=a'),
               dict(event='drop', time_ns=302000, reason='NETFILTER_DROP', location='nf_hook_slow+0x1', filter='netfilter'),
               dict(event='drop', time_ns=950000, reason='NO_SOCKET', location='x', filter=None)]  # outside the window
-    trace, drops = scenario.timeline(logged, [_bpf('xdp', 200500)], events, PROBES, True)
+    trace, drops, others = scenario.timeline(logged, [_bpf('xdp', 200500)], events + [
+        dict(event='drop', time_ns=400000, reason='OTHERHOST', location='ip_rcv+0x1', filter=None)], PROBES, True)
     assert [(r['source'], r['prefix']) for r in trace] == [('bpf', 'xdp'), ('log', 'nft-input'), ('log', 'ipt-input'),
                                                            ('witness', 'drop')]
     assert [r.get('tie', False) for r in trace] == [False, False, True, True]  # the same microsecond
-    assert [d['reason'] for d in drops] == ['NETFILTER_DROP'] and 'message' not in trace[1]
+    assert [d['reason'] for d in drops] == ['NETFILTER_DROP'] and 'message' not in trace[1] and others == 1
 
 
 def test_without_the_clock_sightings_are_not_ordered():
     logged = [_log('nft-input', 7, 'nft-input IN=a')]
-    trace, drops = scenario.timeline(logged, [_bpf('xdp', 200500)], [], PROBES, False)
+    trace, drops, others = scenario.timeline(logged, [_bpf('xdp', 200500)], [], PROBES, False)
     assert [(r['source'], r.get('unordered', False)) for r in trace] == [('log', False), ('bpf', True)] and drops == []
 
 
 def test_a_log_record_the_witness_missed_is_marked():
     logged = [_log('nft-input', 7, 'nft-input IN=a'), _log('ipt-input', 8, 'ipt-input IN=a')]
     events = [dict(event='console', time_ns=300000, message='nft-input IN=a')]
-    trace, dummy = scenario.timeline(logged, [], events, PROBES, True)
+    trace, dummy, dummy = scenario.timeline(logged, [], events, PROBES, True)
     assert [(r['prefix'], r.get('unordered', False)) for r in trace] == [('nft-input', False), ('ipt-input', True)]

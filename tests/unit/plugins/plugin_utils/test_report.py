@@ -209,7 +209,7 @@ def test_a_witnessed_drop_names_the_filter_that_logged_nothing():
     hooks = [silent] + HOOKS[1:]
     expect = dict(SCENARIO, expect=dict(reached=False, trace=['nft-input']))
     unwitnessed = report.evaluate(expect, run(['nft-input'], hooks=hooks))
-    assert unwitnessed['stopped_at']['filter'] == 'nftables' and unwitnessed['stopped_at']['by'] == 'log'
+    assert unwitnessed['stopped_at']['filter'] == 'nftables' and unwitnessed['stopped_at']['by'] == 'trace'
     drop = dict(source='witness', prefix='drop', probe=1, reason='NETFILTER_DROP', location='nf_hook_slow+0x9c/0xf0',
                 filter='netfilter', time_ns=5)
     witnessed = report.evaluate(expect, run(['nft-input'], hooks=hooks, drops=[drop]))
