@@ -18,9 +18,11 @@ NEWEST_VENV := $(CURDIR)/.venv-newest
 MIN_KERNEL := 5.4
 # chromium and fonts-liberation: the report's test opens report.html in headless Chromium;
 # shellcheck: ansible-test sanity checks the shell scripts with it. bpftool: filter_facts lists BPF attachments.
+# openvswitch-switch and ethtool: the layers suite's bridged labs run a switch of their own (the package's
+# own service is not used; Debian starts it where systemd runs).
 APT_PACKAGES := iptables nftables netcat-openbsd iproute2 util-linux procps git \
 	python3 python3-venv python3-apt python3-pyroute2 python3-nftables \
-	chromium fonts-liberation shellcheck bpftool
+	chromium fonts-liberation shellcheck bpftool openvswitch-switch ethtool
 REPORT_DIR ?= $(CURDIR)/report
 COLLECTION_LINK := .collections/ansible_collections/pflab/netfilter
 SANITY_TREE := build/sanity/ansible_collections/pflab/netfilter
@@ -32,7 +34,8 @@ export PATH := $(BIN):$(PATH)
 .PHONY: help setup preflight packages venv collection report matrix test test-newest unit integration molecule sanity lint bench bench-suites bench-audit screenshots clean
 
 help:
-	@echo "make report  - install what is missing, run the article's experiments, write ./report/<run>/report.html"
+	@echo "make report  - install what is missing, run the article's experiments and the layers suite (XDP, tc,"
+	@echo "               nftables netdev, Open vSwitch), write ./report/<run>/report.html for each"
 	@echo "make matrix  - the order matrix (25 variants of the experiments), report in ./report/"
 	@echo "make test    - install what is missing, run unit, integration, molecule, sanity and lint tests,"
 	@echo "               then unit, integration and sanity again on the newest ansible-core"
@@ -76,8 +79,9 @@ collection:
 	  echo "pflab: linked the checkout as pflab.netfilter in $(COLLECTION_LINK)"; fi
 
 report: setup
-	@echo "pflab: running playbooks/article.yml against the default inventory"
+	@echo "pflab: running playbooks/article.yml and playbooks/layers.yml against the default inventory"
 	ansible-playbook playbooks/article.yml -e report_dir=$(REPORT_DIR)
+	ansible-playbook playbooks/layers.yml -e report_dir=$(REPORT_DIR)
 
 matrix: setup
 	ansible-playbook playbooks/matrix.yml -e report_dir=$(REPORT_DIR)

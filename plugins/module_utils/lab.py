@@ -151,6 +151,8 @@ class LabPlan:
             'addresses': self.addresses(),
             'links': [list(link) for link in self.links],
             'bridge': self.bridge,
+            'switch': dict(netns=self.namespaces[self.bridge], rundir=ovs.rundir(self.namespaces[self.bridge]),
+                           bridge=ovs.BRIDGE) if self.bridge else None,
         }
 
 
@@ -321,6 +323,10 @@ def keep(plan, log=False, check_mode=False):
         if marker != wanted and not check_mode:
             state.update(wanted)
         changes += Lab(plan, check_mode).present()
+        if plan.bridge and not (check_mode and changes):  # a switch needs its namespace and ports to exist
+            changes += switch_of(plan).ensure(check_mode)
+            if not check_mode:
+                offload_off(plan)
         markers = state.markers()
         markers[plan.lab] = wanted
         changes += nflog.sync(check_mode, markers)[0]
@@ -338,6 +344,19 @@ def discard(lab, check_mode=False):
         if not check_mode:
             state.release(lab)
         return changes + more + nflog.sync(check_mode, markers)[0], killed
+
+
+def switch_of(plan):
+    """The Open vSwitch switch of a bridged lab (its namespace and ports)."""
+    return ovs.Switch(plan.namespaces[plan.bridge],
+                      [end['ifname'] for link in plan.links for end in link if end['role'] == plan.bridge])
+
+
+def offload_off(plan):
+    """Transmit checksum offload off on every veth of a bridged lab: the userspace datapath forwards packets
+    without the checksum the kernel left for the hardware, and TCP would drop them."""
+    for end in (end for link in plan.links for end in link):
+        ovs.checksum_offload_off(end['netns'], end['ifname'])
 
 
 def _ip(argv, batch=None):

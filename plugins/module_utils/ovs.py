@@ -31,7 +31,7 @@ from ansible_collections.pflab.netfilter.plugins.module_utils.state import RUN_D
 
 SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema'
 BRIDGE = 'br0'
-TOOLS = ('ovsdb-tool', 'ovsdb-server', 'ovs-vswitchd', 'ovs-vsctl', 'ovs-ofctl', 'ethtool')
+TOOLS = ('ovsdb-tool', 'ovsdb-server', 'ovs-vswitchd', 'ovs-vsctl', 'ovs-ofctl', 'ovs-appctl', 'ethtool')
 DEFAULT_RUNDIR = '/var/run/openvswitch'
 _TIMEOUT = '--timeout=10'
 _DIR = re.compile(r'ovs-(?P<netns>.+)')
@@ -100,6 +100,7 @@ class Switch:
         """Database, ovsdb-server, ovs-vswitchd, the bridge and its ports; the daemons detach."""
         os.makedirs(self.dir, mode=0o700)
         db, sock = os.path.join(self.dir, 'conf.db'), 'unix:%s' % os.path.join(self.dir, 'db.sock')
+        self.ports = list(self.ports)
         _run(['ovsdb-tool', 'create', db, SCHEMA], 'ovsdb-tool create')
         self._inside(['ovsdb-server', db, '--remote=p' + sock, '--pidfile', '--detach', '--no-chdir',
                       '--log-file'], 'ovsdb-server')
@@ -110,6 +111,34 @@ class Switch:
         for port in self.ports:
             argv += ['--', 'add-port', BRIDGE, port]
         self._inside(argv, 'ovs-vsctl add-br')
+
+    def _sock(self):
+        return '--db=unix:%s' % os.path.join(self.dir, 'db.sock')
+
+    def running(self):
+        """Whether both daemons of this switch run."""
+        pids = self.pids()
+        return len(pids) == 2 and all(netns.alive(pid) for pid in pids)
+
+    def ensure(self, check_mode=False):
+        """Start the switch when it does not run (removing what a stopped one left), else add missing ports;
+        the changes."""
+        if not self.running():
+            changes = ['start Open vSwitch (userspace datapath) in %s with bridge %s, ports %s'
+                       % (self.netns, BRIDGE, ', '.join(self.ports))]
+            if not check_mode:
+                netns.stop_pids([p for p in netns.pids_in(self.netns) if p in self.pids()])
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.start()
+            return changes
+        listed = self._inside(['ovs-vsctl', self._sock(), 'list-ports', BRIDGE], 'ovs-vsctl list-ports').split()
+        missing = [port for port in self.ports if port not in listed]
+        if missing and not check_mode:
+            argv = ['ovs-vsctl', self._sock(), _TIMEOUT]
+            for port in missing:
+                argv += ['--', 'add-port', BRIDGE, port]
+            self._inside(argv, 'ovs-vsctl add-port')
+        return ['add port %s to %s in %s' % (port, BRIDGE, self.netns) for port in missing]
 
     def pids(self):
         """The daemons' pids: the witness records what happens in their threads too."""
@@ -194,6 +223,18 @@ def _switch(params):
     return 'unix:%s' % os.path.join(params['rundir'], '%s.mgmt' % params['bridge'])
 
 
+def _revalidated(params):
+    """Wait until ovs-vswitchd has checked its datapath's cached flows against the new table: until then a packet
+    can still take a deleted flow's action."""
+    try:
+        with open(os.path.join(params['rundir'], 'ovs-vswitchd.pid')) as f:
+            pid = int(f.read().strip())
+    except (IOError, OSError, ValueError):
+        return  # no pidfile there: nothing to ask
+    argv = ['ovs-appctl', '-t', os.path.join(params['rundir'], 'ovs-vswitchd.%d.ctl' % pid), 'revalidator/wait']
+    _run(netns.in_netns(params['netns'], argv) if params['netns'] else argv, 'ovs-appctl revalidator/wait')
+
+
 def dump(params, stats=False):
     argv = ['ovs-ofctl', 'dump-flows', _switch(params)] + ([] if stats else ['--no-stats'])
     return parse_flows(_run(netns.in_netns(params['netns'], argv) if params['netns'] else argv,
@@ -216,6 +257,7 @@ def manage(module, params, check_mode=False, diff=False):
                                   data='\n'.join(lines) + '\n')
         if rc != 0:
             raise OvsError('ovs-ofctl refused the flows (none was applied): %s' % clip(err.strip(), 500))
+        _revalidated(params)
     result = dict(changed=bool(lines), changes=changes, flows=wanted)
     if diff:
         after = dump(params) if lines and not check_mode else before

@@ -251,11 +251,9 @@ class Runner:
         switch = None
         if self.bridge:
             self.phase = 'switch'
-            switch = ovs.Switch(self.plan.namespaces[self.bridge],
-                                [end['ifname'] for link in self.plan.links for end in link if end['role'] == self.bridge])
+            switch = lab.switch_of(self.plan)
             switch.start()
-            for end in (end for link in self.plan.links for end in link):
-                ovs.checksum_offload_off(end['netns'], end['ifname'])
+            lab.offload_off(self.plan)
         steps = []
         for index, (name, role, params) in enumerate(self.steps, 1):
             self.phase = 'step %d (%s)' % (index, name)

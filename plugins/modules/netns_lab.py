@@ -28,6 +28,7 @@ author:
   - pflab.netfilter developers (@pflab)
 requirements:
   - pyroute2 (Debian/Ubuntu package C(python3-pyroute2)) on the target
+  - with O(bridge), Open vSwitch and ethtool (Debian/Ubuntu packages C(openvswitch-switch), C(ethtool)) on the target
   - root on the target
 options:
   name:
@@ -60,6 +61,16 @@ options:
       - The default lies in 198.18.0.0/15, the range reserved for network benchmarking.
     type: str
     default: 198.18.0.0/24
+  bridge:
+    description:
+      - One of O(namespaces) as an Open vSwitch switch. Each other namespace gets one link to it (unless O(links) is
+        given), the switch's ends carry no address and the others share one segment of O(subnet).
+      - ovsdb-server and ovs-vswitchd run inside that namespace with a directory of their own
+        (C(/run/pflab/ovs-<namespace>), RV(lab.switch)), on the userspace datapath (no openvswitch kernel module
+        needed), with a bridge C(br0) holding the switch's ends; transmit checksum offload is turned off on the lab's
+        veths. O(state=absent) stops them with the lab.
+    type: str
+    version_added: 0.6.0
   nf_log_all_netns:
     description:
       - The lab's LOG rules need the host-wide sysctl C(net.netfilter.nf_log_all_netns=1), without which LOG in a
@@ -135,6 +146,15 @@ lab:
       sample:
         - - {role: client, netns: pfl-demo-client, ifname: to-server, address: 198.18.0.1, prefixlen: 30}
           - {role: server, netns: pfl-demo-server, ifname: to-client, address: 198.18.0.2, prefixlen: 30}
+    bridge:
+      description: The role that is the lab's switch, or null.
+      type: str
+      sample: switch
+    switch:
+      description: Where the switch's daemons and bridge are (C(netns), C(rundir), C(bridge)), for
+        M(pflab.netfilter.ovs_flows); null without O(bridge).
+      type: dict
+      sample: {netns: pfl-demo-switch, rundir: /run/pflab/ovs-pfl-demo-switch, bridge: br0}
 changes:
   description: What was (or in check mode would be) changed, in order.
   returned: always
@@ -151,7 +171,7 @@ killed_pids:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import lab as lab_engine
+from ansible_collections.pflab.netfilter.plugins.module_utils import lab as lab_engine, ovs
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
@@ -165,6 +185,7 @@ def main():
             links=dict(type='list', elements='list'),
             subnet=dict(type='str', default=lab_engine.DEFAULT_SUBNET),
             nf_log_all_netns=dict(type='bool', default=False),
+            bridge=dict(type='str'),
         ),
         supports_check_mode=True,
     )
@@ -177,7 +198,11 @@ def main():
             changes, killed = lab_engine.discard(p['name'], module.check_mode)
             result = dict(lab=dict(name=p['name']), changes=changes, killed_pids=killed)
         else:
-            plan = lab_engine.LabPlan(p['name'], p['namespaces'], p['links'], p['subnet'])
+            plan = lab_engine.LabPlan(p['name'], p['namespaces'], p['links'], p['subnet'], bridge=p['bridge'])
+            if p['bridge']:
+                missing = ovs.unavailable(module.get_bin_path)
+                if missing:
+                    module.fail_json(msg='bridge %s: %s' % (p['bridge'], missing))
             changes = lab_engine.keep(plan, p['nf_log_all_netns'], module.check_mode)
             result = dict(lab=plan.as_result(), changes=changes, killed_pids=[])
     except (PflabError, OSError) as e:

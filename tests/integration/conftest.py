@@ -75,14 +75,30 @@ def ns_state(name):
 
 
 def leftovers():
-    """pflab's BPF programs (names pfl*), tracefs instances and tracefs mounts that exist now."""
+    """pflab's BPF programs (names pfl*), tracefs instances and mounts, and lab switches that exist now."""
     from ansible_collections.pflab.netfilter.plugins.module_utils import witness
     programs = json.loads(_out(['bpftool', '-j', 'prog', 'show']) or '[]')
     mounts = witness.tracefs_mounts()
     instances = [name for mount in mounts if os.path.isdir(os.path.join(mount, 'instances'))
                  for name in os.listdir(os.path.join(mount, 'instances')) if name.startswith(witness.PREFIX)]
     return [p['name'] for p in programs if p.get('name', '').startswith('pfl')] + instances + \
-        [m for m in mounts if m.startswith('/run/pflab')]
+        [m for m in mounts if m.startswith('/run/pflab')] + lab_switches()
+
+
+def lab_switches():
+    """OVS daemons of a lab's switch that still run (zombies, which this container's init leaves, do not)."""
+    found = []
+    for pid in (p for p in os.listdir('/proc') if p.isdigit()):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                cmdline = f.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+            with open('/proc/%s/stat' % pid) as f:
+                zombie = f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+        except (OSError, IndexError):
+            continue
+        if '/run/pflab/ovs-' in cmdline and not zombie:
+            found.append('pid %s: %s' % (pid, cmdline[:80]))
+    return found
 
 
 def settled_leftovers(timeout=10):

@@ -9,8 +9,10 @@ import yaml
 from conftest import ROOT, Ansible, netns_names, settled_leftovers
 
 LAYERS = os.path.join(ROOT, 'playbooks', 'scenarios', 'layers')
-# scenario -> (where the first probe stops, the filter the drop witness names); None: it connects
+# scenario -> (where the first probe stops, the filter the drop witness names, None when the kernel drops
+# nothing: OVS's userspace datapath just does not forward); None: it connects
 STOPS = {
+    'ovs-drop': ('bridge', None), 'ovs-pass-nft-drop': ('input', 'nftables'),
     'xdp-drop-native': ('xdp', 'xdp'), 'xdp-drop-generic': ('xdp', 'xdp'),
     'xdp-pass-nft-drop': ('input', 'nftables'), 'tc-ingress-drop': ('tc-ingress', 'tc'),
     'tc-egress-vs-nft-output': ('tc-egress', 'tc'), 'netdev-ingress-vs-inet-input': ('input', 'nftables'),
@@ -49,8 +51,9 @@ def test_the_witness_names_the_filter_that_dropped(layers):
             assert drops == [] and result['stopped_at'] is None
             continue
         point, dropper = STOPS[scenario['id']]
-        assert [d['filter'] for d in drops] == [dropper], (scenario['id'], drops)
-        assert (result['stopped_at']['hook'], result['stopped_at']['by']) == (point, 'witness'), scenario['id']
+        assert [d['filter'] for d in drops] == ([dropper] if dropper else []), (scenario['id'], drops)
+        assert (result['stopped_at']['hook'], result['stopped_at']['by']) == (point, 'witness' if dropper else 'trace'), \
+            scenario['id']
         # XDP drops are never seen by netfilter: no LOG record at all
         if dropper == 'xdp':
             assert not [r for r in result['trace'] if r['source'] == 'log']
@@ -73,9 +76,21 @@ def test_one_trace_on_one_clock_in_the_packets_order(layers):
     assert all(s['state'] == ('seen' if s['marks'] else 'not-seen') for p in result['path'] for s in p['stages'])
 
 
+def test_ovs_sits_between_the_client_and_the_servers_netfilter(layers):
+    report, dummy = layers
+    dropped = next(s for s in report['scenarios'] if s['id'] == 'ovs-drop')['results'][0]
+    (bridge,) = [p for p in dropped['path'] if p['hook'] == 'bridge']
+    assert [(s['filter'], s['marks'], s['hits'], s['state']) for s in bridge['stages']] == [
+        ('ovs', ['ovs-drop'], 1, 'stopped')]
+    assert [s['state'] for p in dropped['path'] if p['hook'] == 'input' for s in p['stages']] == ['not-reached']
+    passed = next(s for s in report['scenarios'] if s['id'] == 'ovs-pass-nft-drop')['results'][0]
+    assert [s['state'] for p in passed['path'] for s in p['stages']] == ['seen', 'stopped']
+
+
 def test_nothing_is_left_after_the_suite(layers):
     assert not [n for n in netns_names() if n.startswith('pfl-sc-')]
     assert settled_leftovers() == []
+    assert not [e for e in os.listdir('/run/pflab') if e.startswith('ovs-')]
 
 
 def test_the_report_draws_every_layer(layers):
