@@ -31,7 +31,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup preflight packages venv collection report matrix test test-newest unit integration molecule sanity lint bench bench-suites bench-audit screenshots clean
+.PHONY: help setup preflight packages venv collection report matrix test test-newest unit integration molecule sanity lint bench bench-suites bench-audit bench-layers screenshots clean
 
 help:
 	@echo "make report  - install what is missing, run the article's experiments and the layers suite (XDP, tc,"
@@ -42,6 +42,7 @@ help:
 	@echo "make bench   - time the rule modules against ansible.builtin.iptables and raw restores"
 	@echo "make bench-suites - time make report and the matrix against a plain shell script"
 	@echo "make bench-audit  - time filter_facts on 10,000 + 10,000 rules and the audit of 20 hosts"
+	@echo "make bench-layers - time the layers suite against a plain shell script (installs clang for the script)"
 	@echo "make screenshots  - retake the README's pictures from report/latest/report.html"
 	@echo "make clean   - remove .venv, .venv-newest, .collections, build/ and report/"
 
@@ -136,6 +137,11 @@ bench-suites: setup
 
 bench-audit: setup
 	python bench/audit.py
+
+# The floor of the layers suite loads eBPF objects built with clang: installed here, never on targets.
+bench-layers: setup
+	@command -v clang >/dev/null || apt-get install -y --no-install-recommends clang
+	python bench/layers.py
 
 screenshots: setup
 	python docs/screenshot.py $(REPORT_DIR)/latest/report.html docs/images

@@ -50,14 +50,15 @@ scenario() {  # name, iptables INPUT verdict, iptables OUTPUT verdict, nft input
   ip netns exec $S nc -l -k 12345 </dev/null >/dev/null 2>&1 &
   disown
   until ip netns exec $S ss -Hltn 'sport = :12345' | grep -q .; do sleep 0.005; done
-  local before outcome
-  before=$(dmesg | wc -l)
+  local last outcome
+  last=$(dmesg | tail -n 1)  # the ring may be full: count from the last line, not by line numbers
   if ip netns exec $C timeout 0.2 bash -c 'exec 3<>/dev/tcp/198.18.0.2/12345' 2>/dev/null; then
     outcome=connected
   else
     outcome=failed
   fi
-  echo "$1: $outcome; trace: $(dmesg | tail -n +$((before + 1)) | grep -oE '(ipt|nft)-(input|output)' | paste -sd' ' || true)"
+  echo "$1: $outcome; trace: $(dmesg | awk -v last="$last" 'seen; $0 == last { seen = 1 }' |
+    grep -oE '(ipt|nft)-(input|output)' | paste -sd' ' || true)"
   teardown
 }
 

@@ -238,6 +238,11 @@ def _prog_map_ids(fd):
     return list(ids[:min(count, len(ids))])
 
 
+def program_fd(program_id):
+    """An fd that holds the loaded program ``program_id``, as long as it stays open."""
+    return _fd_by_id(_PROG_GET_FD_BY_ID, program_id)
+
+
 def _lookup(map_fd, key):
     k = ctypes.create_string_buffer(struct.pack('<I', key))
     value = ctypes.create_string_buffer(_VALUE.size)

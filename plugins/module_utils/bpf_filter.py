@@ -151,8 +151,8 @@ class Point:
         code = struct.unpack_from('<i', reply, 16)[0] if kind == _NLMSG_ERROR else 0
         if code:
             why = _ext_ack(reply, length, flags_back)
-            raise BpfFilterError('XDP (%s) on %s: %s%s' % (self.mode, self.ifname, os.strerror(-code),
-                                                         ': %s' % why if why else ''))
+            raise BpfFilterError('XDP (%s) on %s: %s%s' % (
+                self.mode, self.ifname, os.strerror(-code), ': %s' % why if why else ''))
 
     def _tc(self, command, fd=None, name=None):
         from pyroute2 import NetNS, IPRoute  # imported here: its import costs ~0.1 s
@@ -198,6 +198,24 @@ def _ours(program):
     return bool(program) and (program.get('name') or '').startswith(bpf.NAME_PREFIX)
 
 
+def _switch_mode(point, before, flt):
+    """Move XDP to the other mode (the kernel takes one at a time): the old program is held while the new one is
+    attached, and put back in its mode when the kernel refuses the new one."""
+    fd = bpf.load(flt)
+    old = bpf.program_fd(before['id'])
+    try:
+        point.detach(before)
+        try:
+            point.attach(fd, flt.name, replace=False)
+        except BpfFilterError:
+            Point(point.netns, dict(interface=point.ifname, hook='xdp', mode=before['mode'], direction=point.direction,
+                                    priority=point.priority)).attach(old, before['name'], replace=False)
+            raise
+    finally:
+        os.close(old)
+        os.close(fd)
+
+
 def manage(module, params, check_mode=False, diff=False):
     """Bring one attachment point to ``params`` (ARGUMENT_SPEC); the module's result."""
     flt = validate(params)
@@ -215,10 +233,9 @@ def manage(module, params, check_mode=False, diff=False):
     if changes and not check_mode:
         if wanted is None:
             point.detach(before)
+        elif before and params['hook'] == 'xdp' and before.get('mode') != params['mode']:
+            _switch_mode(point, before, flt)
         else:
-            if before and params['hook'] == 'xdp' and before.get('mode') != params['mode']:
-                point.detach(before)  # one XDP mode at a time
-                before = None
             fd = bpf.load(flt)
             try:
                 point.attach(fd, flt.name, replace=before is not None)

@@ -19,8 +19,8 @@ description:
     hits in a BPF map and keeps the last 16 sightings (CLOCK_MONOTONIC time, addresses, ports, TCP flags), which
     M(pflab.netfilter.scenario) orders with LOG records and drops in one trace.
   - The program's bytecode is built by the module itself and loaded with bpf(2); the target needs no compiler,
-    object file or bpftool. Nothing is pinned: the attachment holds the program and its map, so detaching frees both.
-  - The program's name (C(pfl) and a digest of what it does) tells whether the attached one is the one asked for; a
+    object file or bpftool. Nothing is pinned; the attachment holds the program and its map, so detaching frees both.
+  - The program's name (C(pfl) followed by a digest of what it does) tells whether the attached one is the one asked for; a
     second run changes nothing. A different pflab program at the same place is replaced (tc) or swapped atomically
     (XDP in the same mode). A program pflab did not load is never replaced or removed; the module fails instead.
 author:
@@ -36,8 +36,9 @@ options:
     type: str
     required: true
   hook:
-    description: V(xdp) runs before the kernel builds a socket buffer (or just after, in V(generic) O(mode)); V(tc)
-      runs at the clsact qdisc, after XDP on the way in and last on the way out.
+    description:
+      - V(xdp) runs before the kernel builds a socket buffer (or just after, in V(generic) O(mode)); V(tc) runs at the
+        clsact qdisc, after XDP on the way in and last on the way out.
     type: str
     required: true
     choices: [xdp, tc]
@@ -75,8 +76,9 @@ options:
     choices: [pass, drop]
     default: drop
   label:
-    description: What traces and reports call this filter (1-29 of a-z, 0-9 and '-'); default where it sits (V(xdp),
-      V(xdpgeneric), V(tc-ingress), V(tc-egress), with C(-<priority>) when that is not 1).
+    description:
+      - What traces and reports call this filter (1-29 of a-z, 0-9 and '-'); default where it sits (V(xdp),
+        V(xdpgeneric), V(tc-ingress), V(tc-egress), with C(-<priority>) when that is not 1).
     type: str
   state:
     description: V(present) attaches the program; V(absent) detaches the one pflab attached there.

@@ -15,6 +15,11 @@ description:
   - Runs one scenario in one call on the target; a fresh lab of network namespaces, the steps in order, a netcat
     listener, a kernel log cursor, the probes, the LOG records collected, and the lab removed in every case
     (success, error, timeout or termination).
+  - While the probes run, a tracefs instance of the run's own records the kernel's dropped packets
+    (C(skb:kfree_skb), the drop witness) and the LOG records' texts on CLOCK_MONOTONIC, the clock of the BPF
+    programs' sightings; RV(trace) is LOG records, sightings and drops in the order the packets met them.
+  - A scenario whose steps need what the host lacks (iptables-legacy, bpf(2), Open vSwitch, the netdev egress hook) is
+    skipped with the reason.
   - The order of the scenario's C(steps) is the order in which the filters register their hooks; the module measures
     that order after every step and returns the hooks with their priorities, registration order and LOG prefixes.
   - On the controller, the action plugin reads O(src) and checks the scenario against the collection's JSON Schema
@@ -23,7 +28,8 @@ description:
 author:
   - pflab.netfilter developers (@pflab)
 requirements:
-  - iproute2, netcat-openbsd, and nftables and iptables for the steps that use them, on the target
+  - iproute2, netcat-openbsd, and nftables, iptables, pyroute2 (tc programs), Open vSwitch and ethtool for the steps
+    that use them, on the target
   - C(jsonschema) on the controller
   - root on the target; the run sets C(net.netfilter.nf_log_all_netns=1), without which LOG rules in namespaces
     write nothing, and sets it back after the last run or lab that needs it
@@ -36,10 +42,14 @@ options:
       - The scenario as data, in the schema of C(schemas/scenario.schema.json) (see the collection's README).
       - C(id), C(title), C(source) (which experiment of the article, or C(beyond the article)) and C(expect)
         (C(reached), a bool, and C(trace), the LOG prefixes in order) are required; C(notes) is free text.
-      - C(steps) is the ordered list of rule steps, the order of hook registration. Each has one key, V(iptables)
-        or V(nft), whose value is the arguments of M(pflab.netfilter.iptables_rules) or
-        M(pflab.netfilter.nft_rules); their C(netns) names a role of the lab (default C(server)), and
-        C(ruleset_file) is not allowed (use C(ruleset)).
+      - C(steps) is the ordered list of steps, the order of registration. Each has one key, V(iptables), V(nft),
+        V(bpf) or V(ovs), whose value is the arguments of M(pflab.netfilter.iptables_rules),
+        M(pflab.netfilter.nft_rules), M(pflab.netfilter.bpf_filter) or M(pflab.netfilter.ovs_flows); their C(netns)
+        names a role of the lab (default C(server)). C(ruleset_file) is not allowed (use C(ruleset)). An interface
+        (bpf's C(interface), a netdev chain's C(device)) is given as the peer role it leads to. ovs steps go to the
+        C(bridge)'s switch.
+      - C(bridge) makes one of the C(namespaces) an Open vSwitch switch joining the others (see
+        M(pflab.netfilter.netns_lab)'s O(pflab.netfilter.netns_lab#module:bridge)).
       - C(probes) are TCP connects with C(from) and C(to) roles (default C(client) to C(server)), C(port)
         (12345) and C(timeout_ms) (200); default one probe. C(namespaces) lists the lab's roles
         (default C(client), C(server)).
@@ -148,8 +158,12 @@ steps:
   sample: [{kind: iptables, netns: server, filter: iptables-legacy, changes: ['INPUT: 2 rules added, 0 removed']}]
 hooks:
   description:
-    - Hooks registered at probe time, in registration order; C(registered) counts registrations in the namespace,
-      C(step) is the step that registered it, C(log_prefixes) the LOG prefixes of its chain.
+    - Hooks, programs and flows registered at probe time, in registration order; C(registered) counts
+      registrations in the namespace, C(step) is the step that registered it. C(layer) is V(netfilter), V(bpf) or
+      V(ovs); C(point) where it sits on the packet's way (V(xdp), V(tc-ingress), V(netdev-ingress), V(bridge),
+      V(prerouting), V(input), V(output), V(postrouting), V(netdev-egress), V(tc-egress)); C(where) names it;
+      C(marks) are the marks it leaves in RV(trace) (its chain's LOG prefixes, a program's label); C(hits) an OVS
+      flow's packets.
     - C(walks), for each probe whose packet passes the hook, what its chain does to that packet (the SYN, or the
       SYN-ACK back), read from the rules; C(logs) are the LOG prefixes it hits in order, C(certain) false where the
       match depends on something the reading does not model; C(verdict) is V(accept), V(drop) or V(maybe).
@@ -165,23 +179,45 @@ unregistered:
   type: list
   elements: dict
 probes:
-  description: Each probe with its outcome (V(connected), V(refused), V(timeout), V(unreachable)) and source port.
+  description: Each probe with its outcome (V(connected), V(refused), V(timeout), V(unreachable)), source port, and
+    C(window_ns), its start and end on CLOCK_MONOTONIC.
   returned: when RV(status=ran)
   type: list
   elements: dict
   sample: [{from: client, to: server, address: 198.18.0.2, port: 12345, source_port: 40312, outcome: timeout,
-            reached: false, elapsed_ms: 200.3, timeout_ms: 200}]
+            reached: false, elapsed_ms: 200.3, timeout_ms: 200, window_ns: [91236400000, 91236601000]}]
 trace:
   description:
-    - The LOG records of the probes' SYN and SYN-ACK, in kernel sequence order, with their µs timestamps.
-    - A record belongs to a probe only when it has the probe's addresses and ports and names only this lab's
-      interfaces, whose names carry a tag no other live lab has (C(<tag>-<peer role>)).
+    - The probes' SYN and SYN-ACK as the packet met the filters, C(source) V(log) (a LOG record, with its kernel
+      sequence number), V(bpf) (a program's sighting) or V(witness) (a dropped packet, with C(reason),
+      C(location) and the C(filter) that dropped it), ordered by C(time_ns) (CLOCK_MONOTONIC). C(tie) marks
+      records less than a microsecond apart, whose order is not known; without the witness, sightings follow the
+      LOG records with C(unordered).
+    - A LOG record belongs to a probe only when it has the probe's addresses and ports and names only this lab's
+      interfaces, whose names carry a tag no other live lab has (C(<tag>-<peer role>)); a drop, when this run's
+      process (or its switch) dropped it during the probe.
   returned: when RV(status=ran)
   type: list
   elements: dict
-  sample: [{seq: 3412, timestamp_us: 91234567, prefix: nft-input, probe: 1, direction: received, packet: syn,
-            tcp_flags: [SYN], fields: {IN: k3x9-client, OUT: '', SRC: 198.18.0.1, DST: 198.18.0.2, SPT: '40312',
-            DPT: '12345'}}]
+  sample: [{source: log, seq: 3412, timestamp_us: 91234567, time_ns: 91236522000, prefix: nft-input, probe: 1,
+            direction: received, packet: syn, fields: {IN: k3x9-client, OUT: '', SRC: 198.18.0.1, DST: 198.18.0.2,
+            SPT: '40312', DPT: '12345'}},
+           {source: witness, prefix: drop, probe: 1, time_ns: 91236528000, reason: NETFILTER_DROP,
+            location: nft_do_chain+0x3e8/0x610, filter: nftables}]
+drops:
+  description: The witnessed drops alone (RV(trace) records with C(source=witness)).
+  returned: when RV(status=ran)
+  type: list
+  elements: dict
+witness:
+  description:
+    - Whether the drop witness ran (C(available)), and if not why (C(reason)); the clock the trace shares and its
+      check (C(clock)); C(other_drops), drops during the probes that were no filter's (a flooded copy, say),
+      left out of RV(trace).
+  returned: when RV(status=ran)
+  type: dict
+  sample: {available: true, reason: null, other_drops: 0,
+           clock: {name: CLOCK_MONOTONIC, trace_clock: mono, checked: true}}
 lost:
   description: Kernel log records overwritten before they were read (the trace may miss lines when not 0).
   returned: when RV(status=ran)
@@ -206,7 +242,7 @@ cleaned:
   elements: str
   sample: ['remove lab sc-4121: its owner, pid 4121, is gone', 'remove namespace pfl-sc-4121-server']
 observed:
-  description: Whether every probe connected, and the trace's prefixes in order.
+  description: Whether every probe connected, and the marks of RV(trace) (LOG prefixes, program labels) in order.
   returned: when RV(status=ran)
   type: dict
   sample: {reached: false, trace: [nft-input, ipt-input]}

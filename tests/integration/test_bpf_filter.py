@@ -100,7 +100,7 @@ def test_tc_egress_sees_the_syn_ack_after_netfilter(pair):
     assert not failed and result['label'] == 'egress-count'
     assert _connect() == 'connected'
     again, dummy = run_module('bpf_filter', _args(hook='tc', direction='egress', dport=None, sport=12345,
-                                                 action='pass', label='egress-count'))
+                                                  action='pass', label='egress-count'))
     flags = [s['tcp_flags'] for s in again['sightings']]
     assert ['SYN', 'ACK'] in flags and again['hits'] >= 1
 
@@ -141,3 +141,14 @@ def test_bad_arguments_fail_clearly_and_change_nothing(pair, args, message):
 def test_the_host_namespace_needs_host_true():
     result, failed = run_module('bpf_filter', dict(interface='lo', hook='xdp'))
     assert failed and 'netns' in result['msg']
+
+
+def test_a_mode_the_interface_cannot_take_leaves_the_old_program(pair):
+    """lo has no native XDP: moving its generic program to native fails, and the generic one stays attached."""
+    args = dict(_args(interface='lo'), mode='generic')
+    done, failed = run_module('bpf_filter', args)
+    assert not failed
+    before = _ns_json(SERVER, 'ip', '-d', '-j', 'link', 'show', 'dev', 'lo')[0]['xdp']
+    refused, failed = run_module('bpf_filter', dict(args, mode='native', dport=12346))
+    assert failed and 'XDP (native) on lo' in refused['msg'], refused
+    assert _ns_json(SERVER, 'ip', '-d', '-j', 'link', 'show', 'dev', 'lo')[0]['xdp'] == before

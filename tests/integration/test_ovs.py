@@ -79,6 +79,8 @@ def test_a_bundle_the_switch_refuses_applies_nothing(bridged, monkeypatch):
         ovs.manage(None, params)
     assert ovs.dump(where) == table
     assert _connect(bridged, 12346) == 'refused'  # not dropped: the server answers, nothing listens there
+
+
 @pytest.mark.parametrize('args, message', [
     (dict(rundir='/run/../etc'), 'rundir'),
     (dict(rundir='relative/dir'), 'rundir'),

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, SYSCTL, host_state, netns_names, ns_state, run_module
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import kmsg, names
+from ansible_collections.pflab.netfilter.plugins.module_utils import kmsg, names, ovs
 from ansible_collections.pflab.netfilter.plugins.plugin_utils import report, scenarios
 
 EXAMPLES = int(os.environ.get('PFLAB_PROPERTY_EXAMPLES', '500'))
@@ -436,10 +436,92 @@ def test_filter_facts_arguments(target, files, data, check_mode):
         assert result['changed'] is False and result['ansible_facts']['pflab_filter_facts']['netns'] in (TARGET, None)
 
 
+# bpf_filter: a veth pair inside the target; its XDP attachments show in ns_state's links, its tc filters here
+
+def _tc_state(name):
+    return [subprocess.run(['ip', 'netns', 'exec', name, 'tc', 'filter', 'show', 'dev', 'pv0', d], capture_output=True,
+                           text=True, check=False).stdout for d in ('ingress', 'egress')]
+
+
+@pytest.fixture
+def bpf_target(target):
+    subprocess.run(['ip', '-n', target, 'link', 'add', 'pv0', 'type', 'veth', 'peer', 'name', 'pv1'], check=True)
+    subprocess.run(['ip', '-n', target, 'link', 'set', 'pv0', 'up'], check=True)
+    return target
+
+
+BPF_PORT = st.one_of(st.none(), st.integers(min_value=1, max_value=65535))
+
+
+@SETTINGS
+@given(args=arguments(
+    {'netns': st.just(TARGET), 'interface': st.sampled_from(['pv0', 'pv0', 'lo', 'absent0']),
+     'hook': st.sampled_from(['xdp', 'tc']), 'mode': st.sampled_from(['native', 'generic']),
+     'direction': st.sampled_from(['ingress', 'egress']), 'priority': st.integers(min_value=1, max_value=3),
+     'protocol': st.sampled_from(['tcp', 'udp']), 'dport': BPF_PORT, 'sport': BPF_PORT,
+     'action': st.sampled_from(['pass', 'drop']), 'label': st.sampled_from(['xdp-drop', 'edge']),
+     'state': st.sampled_from(['present', 'present', 'absent'])},
+    {'netns': BAD, 'interface': BAD, 'hook': BAD, 'mode': BAD, 'direction': BAD,
+     'priority': st.one_of(BAD, st.sampled_from([0, 65536, -1])), 'protocol': BAD,
+     'dport': st.one_of(BAD, st.sampled_from([0, 65536])), 'sport': BAD, 'action': BAD, 'label': BAD, 'state': BAD,
+     'host': st.just(True), 'unknown': JUNK},
+    required=('netns', 'interface', 'hook')),
+    check_mode=st.booleans())
+def test_bpf_filter_arguments(bpf_target, args, check_mode):
+    """A refused call or one in check mode attaches nothing; a program is only ever pflab's own."""
+    tc_before = _tc_state(bpf_target)
+    result, failed = call('bpf_filter', args, check_mode, bpf_target)
+    if failed or check_mode:
+        assert _tc_state(bpf_target) == tc_before, ('a refused call changed tc', args, result)
+    elif result['program']:
+        assert result['program']['name'].startswith('pfl')
+
+
+# ovs_flows: the switch of a bridged lab; its flow table is the target
+
+OVS_LAB = 'itest-prop-ovs'
+
+
+@pytest.fixture(scope='module')
+def switch(host_before):
+    result, failed = run_module('netns_lab', dict(name=OVS_LAB, namespaces=['client', 'switch', 'server'],
+                                                  bridge='switch'))
+    assert not failed, result
+    yield result['lab']['switch']
+    run_module('netns_lab', dict(name=OVS_LAB, state='absent'))
+
+
+OVS_FLOW = st.fixed_dictionaries({}, optional={
+    'priority': st.integers(min_value=1, max_value=200), 'protocol': st.sampled_from(['tcp', 'udp']),
+    'dport': BPF_PORT, 'sport': BPF_PORT, 'action': st.sampled_from(['drop', 'normal']),
+    'label': st.sampled_from(['ovs-drop', 'ovs'])})
+OVS_BAD_FLOW = st.fixed_dictionaries({}, optional={
+    'priority': st.one_of(BAD, st.sampled_from([0, 65536])), 'protocol': BAD, 'dport': BAD, 'sport': BAD,
+    'action': BAD, 'label': BAD, 'bogus': JUNK})
+
+
+@SETTINGS
+@given(data=st.data(), check_mode=st.booleans())
+def test_ovs_flows_arguments(switch, files, data, check_mode):
+    """A refused call or one in check mode leaves the flow table as it was, and no file's contents come back."""
+    args = data.draw(arguments(
+        {'netns': st.just(switch['netns']), 'rundir': st.just(switch['rundir']), 'bridge': st.just('br0'),
+         'flows': st.lists(OVS_FLOW, min_size=1, max_size=3), 'state': st.sampled_from(['present', 'absent'])},
+        {'netns': BAD, 'rundir': st.one_of(BAD, st.sampled_from([files['folder'], files['secret.conf'], '/etc'])),
+         'bridge': BAD, 'flows': st.one_of(JUNK, st.lists(OVS_BAD_FLOW, min_size=1, max_size=2)), 'state': BAD,
+         'host': st.just(True), 'unknown': JUNK},
+        required=('netns', 'rundir', 'flows')))
+    where = dict(netns=switch['netns'], rundir=switch['rundir'], bridge='br0')
+    before = ovs.dump(where)
+    result, failed = call('ovs_flows', args, check_mode, switch['netns'])
+    if failed or check_mode:
+        assert ovs.dump(where) == before, ('a refused call changed the flows', args, result)
+
+
 def test_each_module_both_refused_and_carried_out_calls():
     """The cases reached the engines: at least a tenth of each module's were carried out, a tenth refused."""
     modules = ['iptables_rules', 'nft_rules', 'netns_lab', 'listener', 'probe', 'kernel_log', 'lab_cleanup', 'scenario',
-               'filter_facts']
+               'filter_facts', 'bpf_filter', 'ovs_flows']
     for module in modules:
         counts = OUTCOMES[module]
         assert sum(counts.values()) >= EXAMPLES, (module, counts)

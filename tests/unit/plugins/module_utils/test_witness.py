@@ -3,16 +3,18 @@
 from ansible_collections.pflab.netfilter.plugins.module_utils import scenario, witness
 
 # As this kernel (6.18) writes them, with another process's drop in between.
-TRACE = '''# tracer: nop
-#
-#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION
-#              | |         |   |||||     |         |
-         python3-5702    [001] ...1. 16219.282400: tracing_mark_write: pflab clock check
-         python3-5702    [001] d.s1. 16219.282492: console: nft-input IN=k3x9-client OUT= SRC=198.18.0.1 DST=198.18.0.2 PROTO=TCP SPT=40000 DPT=12345 SYN URGP=0 
-       ksoftirqd-16      [000] ..s1. 16219.282493: kfree_skb: skbaddr=00000000aa rx_sk=0000000000000000 protocol=2048 location=nft_do_chain+0x3e8/0x610 reason: NETFILTER_DROP
-         python3-5702    [001] ..s1. 16219.282498: kfree_skb: skbaddr=000000003ca4b6f rx_sk=0000000000000000 protocol=2048 location=nf_hook_slow+0x9c/0xf0 reason: NETFILTER_DROP
-         python3-5702    [001] ..s1. 16219.290000: kfree_skb: skbaddr=000000003ca4b6f rx_sk=0000000000000000 protocol=2048 location=__netif_receive_skb_core.constprop.0+0x4a1/0x1350 reason: TC_INGRESS
-'''
+DROP = 'kfree_skb: skbaddr=000000003ca4b6f rx_sk=0000000000000000 protocol=2048 location=%s reason: %s'
+TRACE = '\n'.join([
+    '# tracer: nop',
+    '#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION',
+    '         python3-5702    [001] ...1. 16219.282400: tracing_mark_write: pflab clock check',
+    '         python3-5702    [001] d.s1. 16219.282492: console: nft-input IN=k3x9-client OUT= SRC=198.18.0.1 '
+    'DST=198.18.0.2 PROTO=TCP SPT=40000 DPT=12345 SYN URGP=0 ',
+    '       ksoftirqd-16      [000] ..s1. 16219.282493: ' + DROP % ('nft_do_chain+0x3e8/0x610', 'NETFILTER_DROP'),
+    '         python3-5702    [001] ..s1. 16219.282498: ' + DROP % ('nf_hook_slow+0x9c/0xf0', 'NETFILTER_DROP'),
+    '         python3-5702    [001] ..s1. 16219.290000: ' + DROP % (
+        '__netif_receive_skb_core.constprop.0+0x4a1/0x1350', 'TC_INGRESS'),
+])
 
 
 def test_parse_keeps_this_process_only_in_nanoseconds():
