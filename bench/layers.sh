@@ -7,7 +7,7 @@ OBJ=$1
 C=pfl-bench-client
 W=pfl-bench-switch
 S=pfl-bench-server
-OVS=/run/pflab/ovs-bench
+OVS=$(mktemp -d)  # the switch's directory: not under /run/pflab, whose reaper would take it
 ORIG=$(sysctl -n net.netfilter.nf_log_all_netns)
 
 teardown() {
@@ -18,8 +18,9 @@ teardown() {
     fi
   done
   rm -rf "$OVS"
+  mkdir "$OVS"
 }
-trap 'teardown; sysctl -qw net.netfilter.nf_log_all_netns="$ORIG"' EXIT
+trap 'teardown; rm -rf "$OVS"; sysctl -qw net.netfilter.nf_log_all_netns="$ORIG"' EXIT
 sysctl -qw net.netfilter.nf_log_all_netns=1
 
 pair() {  # client and server on one veth; the server's end is to-client
@@ -46,7 +47,6 @@ bridged() {  # client and server joined by an OVS switch (userspace datapath) in
   ip -n $S link set to-switch up
   ip -n $W link set to-client up
   ip -n $W link set to-server up
-  mkdir -p $OVS
   export OVS_RUNDIR=$OVS OVS_DBDIR=$OVS OVS_LOGDIR=$OVS
   ovsdb-tool create $OVS/conf.db /usr/share/openvswitch/vswitch.ovsschema
   ip netns exec $W ovsdb-server $OVS/conf.db --remote=punix:$OVS/db.sock --pidfile --detach --log-file 2>/dev/null

@@ -27,10 +27,12 @@ import os
 import platform
 import socket
 import struct
+import sys
 
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
-_NR_BPF = {'x86_64': 321, 'aarch64': 280, 'ppc64le': 361, 's390x': 351, 'riscv64': 280, 'armv7l': 386}
+# little-endian machines only: the instructions are packed, and packet fields compared, in that byte order
+_NR_BPF = {'x86_64': 321, 'aarch64': 280, 'ppc64le': 361, 'riscv64': 280, 'armv7l': 386}
 _MAP_CREATE, _MAP_LOOKUP_ELEM, _PROG_LOAD = 0, 1, 5
 _PROG_GET_FD_BY_ID, _MAP_GET_FD_BY_ID, _OBJ_GET_INFO_BY_FD = 13, 14, 15
 _ATTR_SIZE = 128
@@ -57,8 +59,9 @@ def _libc():
 
 def _bpf(command, attr):
     number = _NR_BPF.get(platform.machine())
-    if number is None:
-        raise BpfError('the bpf(2) syscall number of %s is not known here' % platform.machine())
+    if number is None or sys.byteorder != 'little':
+        raise BpfError('bpf_filter runs on little-endian x86_64, aarch64, ppc64le, riscv64 and armv7l, not %s'
+                       % platform.machine())
     fd = _libc().syscall(number, command, attr, len(attr))
     if fd < 0:
         code = ctypes.get_errno()
@@ -96,6 +99,9 @@ class Filter:
         a.jump(0x55, 5, 'pass', imm=0x0008)     # not IPv4
         a.emit(0x71, 5, 2, 23)
         a.jump(0x55, 5, 'pass', imm=PROTOCOLS[self.protocol])
+        a.emit(0x69, 5, 2, 20)                  # flags and fragment offset
+        a.emit(0x57, 5, imm=0xff1f)             # the offset's 13 bits, as read in network order
+        a.jump(0x55, 5, 'pass', imm=0)          # a later fragment: no L4 header here
         a.emit(0x71, 5, 2, 14)
         a.emit(0x57, 5, imm=0x0f)
         a.emit(0x67, 5, imm=2)                  # IHL in bytes
@@ -187,20 +193,28 @@ def load(flt):
         raise BpfError('the kernel refused a BPF map (%s): %s' % (_why(e), e.strerror))
     try:
         insns = ctypes.create_string_buffer(flt.instructions(map_fd))
-        licence = ctypes.create_string_buffer(b'GPL')
-        log = ctypes.create_string_buffer(_LOG_SIZE)
-        attr = ctypes.create_string_buffer(_ATTR_SIZE)
-        struct.pack_into('<IIQQIIQ', attr, 0, PROG_TYPES[flt.hook], len(insns.raw) // 8, ctypes.addressof(insns),
-                         ctypes.addressof(licence), 1, _LOG_SIZE, ctypes.addressof(log))
-        struct.pack_into('16s', attr, 48, flt.name.encode())
         try:
-            return _bpf(_PROG_LOAD, attr)
-        except OSError as e:
-            verifier = log.value.decode('utf-8', 'replace').strip().splitlines()[-3:]
-            raise BpfError('the kernel refused the %s program (%s): %s%s' % (
-                flt.hook, _why(e), e.strerror, '; verifier: %s' % ' / '.join(verifier) if verifier else ''))
+            return _prog_load(flt, insns)
+        except OSError:
+            log = ctypes.create_string_buffer(_LOG_SIZE)  # again, with the verifier's log, to say why
+            try:
+                return _prog_load(flt, insns, log)
+            except OSError as e:
+                verifier = log.value.decode('utf-8', 'replace').strip().splitlines()[-3:]
+                raise BpfError('the kernel refused the %s program (%s): %s%s' % (
+                    flt.hook, _why(e), e.strerror, '; verifier: %s' % ' / '.join(verifier) if verifier else ''))
     finally:
         os.close(map_fd)
+
+
+def _prog_load(flt, insns, log=None):
+    licence = ctypes.create_string_buffer(b'GPL')
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into('<IIQQIIQ', attr, 0, PROG_TYPES[flt.hook], len(insns.raw) // 8, ctypes.addressof(insns),
+                     ctypes.addressof(licence), 0 if log is None else 1, 0 if log is None else _LOG_SIZE,
+                     0 if log is None else ctypes.addressof(log))
+    struct.pack_into('16s', attr, 48, flt.name.encode())
+    return _bpf(_PROG_LOAD, attr)
 
 
 def _why(error):
@@ -218,6 +232,11 @@ def available():
     except BpfError as e:
         return '%s' % e
     return None
+
+
+def program_fd(program_id):
+    """An fd that holds the loaded program ``program_id``, as long as it stays open."""
+    return _fd_by_id(_PROG_GET_FD_BY_ID, program_id)
 
 
 def _fd_by_id(command, object_id):
@@ -238,11 +257,6 @@ def _prog_map_ids(fd):
     return list(ids[:min(count, len(ids))])
 
 
-def program_fd(program_id):
-    """An fd that holds the loaded program ``program_id``, as long as it stays open."""
-    return _fd_by_id(_PROG_GET_FD_BY_ID, program_id)
-
-
 def _lookup(map_fd, key):
     k = ctypes.create_string_buffer(struct.pack('<I', key))
     value = ctypes.create_string_buffer(_VALUE.size)
@@ -255,7 +269,7 @@ def _lookup(map_fd, key):
 def read(program_id):
     """Hits and sightings (oldest first) of the attached program ``program_id``; None when it is gone."""
     try:
-        prog_fd = _fd_by_id(_PROG_GET_FD_BY_ID, program_id)
+        prog_fd = program_fd(program_id)
     except OSError:
         return None
     try:

@@ -125,13 +125,7 @@ class Point:
         if self.hook == 'xdp':
             self._xdp(-1, _XDP_FLAGS.get(program.get('mode'), 0))
         else:
-            self._tc('del-filter')
-            if not self._has_tc_filters():
-                self._tc('del-clsact')
-
-    def _has_tc_filters(self):
-        return any(self._json(['tc', '-j', 'filter', 'show', 'dev', self.ifname, direction])
-                   for direction in _TC_PARENTS)
+            self._tc('del-filter')  # the clsact qdisc stays: it may hold others' filters, now or later
 
     def _xdp(self, fd, flags):
         """RTM_SETLINK with IFLA_XDP {FD, FLAGS}; the kernel's extended ack message on failure."""
@@ -147,6 +141,8 @@ class Point:
             reply = sock.recv(65536)
         finally:
             sock.close()
+        if len(reply) < 20:
+            raise BpfFilterError('XDP (%s) on %s: the kernel sent a short reply' % (self.mode, self.ifname))
         length, kind, flags_back = struct.unpack_from('<IHH', reply)
         code = struct.unpack_from('<i', reply, 16)[0] if kind == _NLMSG_ERROR else 0
         if code:
@@ -157,18 +153,19 @@ class Point:
     def _tc(self, command, fd=None, name=None):
         from pyroute2 import NetNS, IPRoute  # imported here: its import costs ~0.1 s
         ipr = NetNS(self.netns) if self.netns else IPRoute()
+        added = False
         try:
             index = ipr.link_lookup(ifname=self.ifname)[0]
             if fd is not None and not any(q.get_attr('TCA_KIND') == 'clsact' for q in ipr.get_qdiscs(index)):
                 ipr.tc('add', 'clsact', index)
-            if command == 'del-clsact':
-                ipr.tc('del', 'clsact', index)
-                return
+                added = True
             kwargs = dict(parent=_TC_PARENTS[self.direction], prio=self.priority, handle=_TC_HANDLE, protocol=0x0003)
             if fd is not None:
                 kwargs.update(fd=fd, name=name, direct_action=True)
             ipr.tc(command, 'bpf', index, **kwargs)
         except Exception as e:  # pyroute2's NetlinkError, or a device gone between reading and writing
+            if added:
+                ipr.tc('del', 'clsact', index)  # the failed call leaves no qdisc of its own
             raise BpfFilterError('tc %s %s pref %d on %s: %s' % (
                 command.split('-')[0], self.direction, self.priority, self.ifname, e))
         finally:
@@ -202,14 +199,23 @@ def _switch_mode(point, before, flt):
     """Move XDP to the other mode (the kernel takes one at a time): the old program is held while the new one is
     attached, and put back in its mode when the kernel refuses the new one."""
     fd = bpf.load(flt)
-    old = bpf.program_fd(before['id'])
+    try:
+        old = bpf.program_fd(before['id'])
+    except OSError as e:
+        os.close(fd)
+        raise BpfFilterError('the attached program %s (id %s) cannot be held: %s' % (before['name'], before['id'], e))
     try:
         point.detach(before)
         try:
             point.attach(fd, flt.name, replace=False)
-        except BpfFilterError:
-            Point(point.netns, dict(interface=point.ifname, hook='xdp', mode=before['mode'], direction=point.direction,
-                                    priority=point.priority)).attach(old, before['name'], replace=False)
+        except Exception as e:  # BpfFilterError, or OSError from the socket: put the old program back either way
+            try:
+                Point(point.netns, dict(interface=point.ifname, hook='xdp', mode=before['mode'],
+                                        direction=point.direction, priority=point.priority)).attach(
+                    old, before['name'], replace=False)
+            except Exception as again:
+                raise BpfFilterError('%s; and putting %s back in %s mode failed too: %s' % (
+                    e, before['name'], before['mode'], again))
             raise
     finally:
         os.close(old)
@@ -228,7 +234,8 @@ def manage(module, params, check_mode=False, diff=False):
     if params['state'] == 'absent':
         wanted, changes = None, (['detach %s' % point.describe(before)] if before else [])
     else:
-        wanted = before if before and before['name'] == flt.name else dict(name=flt.name, id=None)
+        same = before and before['name'] == flt.name and (params['hook'] != 'xdp' or before.get('mode') == params['mode'])
+        wanted = before if same else dict(name=flt.name, id=None)
         changes = [] if wanted is before else ['attach %s' % point.describe(wanted)]
     if changes and not check_mode:
         if wanted is None:

@@ -14,7 +14,8 @@ registration is measured by taking a snapshot after each change:
   it is created, and again when it is deleted and re-created, which its new
   (table handle, chain handle) pair shows;
 * an XDP program or tc filter (bpf_filter.snapshot) registers when it is attached,
-  and again when another program takes its place (a new program id).
+  and again when another program takes its place (a new program id); an OVS flow
+  (ovs.snapshot) when it is added.
 """
 
 from __future__ import absolute_import, division, print_function

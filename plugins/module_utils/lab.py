@@ -74,12 +74,12 @@ class LabPlan:
             raise LabError('subnet %s is not an IPv4 network: %s' % (shown(subnet), e))
         if bridge:
             # One segment: the bridge's ends carry no address, the others share the first block that holds them.
-            prefixlen = next(p for p in range(30, -1, -1) if (1 << (32 - p)) - 2 >= len(roles) - 1)
-            blocks = list(itertools.islice(network.subnets(new_prefix=prefixlen), 1)) if network.prefixlen <= prefixlen \
-                else []
-            if not blocks:
-                raise LabError('subnet %s has no room for %d addresses on one segment' % (network, len(roles) - 1))
-            addresses = iter(blocks[0].hosts())
+            if any(not isinstance(link, list) or link.count(bridge) != 1 for link in links):
+                raise LabError('in a lab bridged by %s, every link joins a namespace to it: got %s' % (bridge, shown(links)))
+            prefixlen = next(p for p in range(30, -1, -1) if (1 << (32 - p)) - 2 >= len(links))
+            if network.prefixlen > prefixlen:
+                raise LabError('subnet %s has no room for %d addresses on one segment' % (network, len(links)))
+            addresses = next(network.subnets(new_prefix=prefixlen)).hosts()
             blocks = [None] * len(links)
         else:
             prefixlen, addresses = 30, None
@@ -324,9 +324,10 @@ def keep(plan, log=False, check_mode=False):
             state.update(wanted)
         changes += Lab(plan, check_mode).present()
         if plan.bridge and not (check_mode and changes):  # a switch needs its namespace and ports to exist
-            changes += switch_of(plan).ensure(check_mode)
-            if not check_mode:
+            switched = switch_of(plan).ensure(check_mode)
+            if (switched or changes) and not check_mode:  # new veths, or a new switch
                 offload_off(plan)
+            changes += switched
         markers = state.markers()
         markers[plan.lab] = wanted
         changes += nflog.sync(check_mode, markers)[0]

@@ -15,6 +15,8 @@ without their checksums filled in, and TCP would drop them.
 
 Flows are written through ``ovs-ofctl`` on the bridge's management socket in one
 OpenFlow 1.4 bundle (all or nothing) and compared in the form ``dump-flows`` gives.
+In a namespace, that socket is the lab switch's, never the system's: unix sockets
+are not scoped by network namespace, so a path would reach the host's OVS.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,7 +37,6 @@ TOOLS = ('ovsdb-tool', 'ovsdb-server', 'ovs-vswitchd', 'ovs-vsctl', 'ovs-ofctl',
 DEFAULT_RUNDIR = '/var/run/openvswitch'
 _TIMEOUT = '--timeout=10'
 _DIR = re.compile(r'ovs-(?P<netns>.+)')
-_RUNDIR = re.compile(r'/[A-Za-z0-9_./-]{0,200}')
 # "priority=100,tcp,tp_src=1,tp_dst=2 actions=drop" as dump-flows --no-stats prints it
 _FLOW = re.compile(r'^\s*(?:cookie=\S+,?\s*)?(?P<match>\S*priority=\d+\S*)\s+actions=(?P<actions>\S+)\s*$')
 
@@ -43,7 +44,6 @@ ARGUMENT_SPEC = dict(
     netns=dict(type='str'),
     host=dict(type='bool', default=False),
     bridge=dict(type='str', default=BRIDGE),
-    rundir=dict(type='path', default=DEFAULT_RUNDIR),
     flows=dict(type='list', elements='dict', required=True, options=dict(
         priority=dict(type='int', default=100),
         protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
@@ -97,20 +97,24 @@ class Switch:
         return _run(netns.in_netns(self.netns, self._env(argv)), what)
 
     def start(self):
-        """Database, ovsdb-server, ovs-vswitchd, the bridge and its ports; the daemons detach."""
+        """Database, ovsdb-server, ovs-vswitchd, the bridge and its ports; the daemons detach. When a part fails,
+        what started is stopped and the directory removed."""
         os.makedirs(self.dir, mode=0o700)
         db, sock = os.path.join(self.dir, 'conf.db'), 'unix:%s' % os.path.join(self.dir, 'db.sock')
-        self.ports = list(self.ports)
-        _run(['ovsdb-tool', 'create', db, SCHEMA], 'ovsdb-tool create')
-        self._inside(['ovsdb-server', db, '--remote=p' + sock, '--pidfile', '--detach', '--no-chdir',
-                      '--log-file'], 'ovsdb-server')
-        self._inside(['ovs-vsctl', '--db=' + sock, '--no-wait', 'init'], 'ovs-vsctl init')
-        self._inside(['ovs-vswitchd', sock, '--pidfile', '--detach', '--no-chdir', '--log-file'], 'ovs-vswitchd')
-        argv = ['ovs-vsctl', '--db=' + sock, _TIMEOUT, 'add-br', BRIDGE, '--', 'set', 'bridge', BRIDGE,
-                'datapath_type=netdev']
-        for port in self.ports:
-            argv += ['--', 'add-port', BRIDGE, port]
-        self._inside(argv, 'ovs-vsctl add-br')
+        try:
+            _run(['ovsdb-tool', 'create', db, SCHEMA], 'ovsdb-tool create')
+            self._inside(['ovsdb-server', db, '--remote=p' + sock, '--pidfile', '--detach', '--no-chdir',
+                          '--log-file'], 'ovsdb-server')
+            self._inside(['ovs-vsctl', self._sock(), '--no-wait', 'init'], 'ovs-vsctl init')
+            self._inside(['ovs-vswitchd', sock, '--pidfile', '--detach', '--no-chdir', '--log-file'], 'ovs-vswitchd')
+            argv = ['ovs-vsctl', self._sock(), _TIMEOUT, 'add-br', BRIDGE, '--', 'set', 'bridge', BRIDGE,
+                    'datapath_type=netdev']
+            for port in self.ports:
+                argv += ['--', 'add-port', BRIDGE, port]
+            self._inside(argv, 'ovs-vsctl add-br')
+        except BaseException:
+            stop(self.dir)
+            raise
 
     def _sock(self):
         return '--db=unix:%s' % os.path.join(self.dir, 'db.sock')
@@ -127,8 +131,7 @@ class Switch:
             changes = ['start Open vSwitch (userspace datapath) in %s with bridge %s, ports %s'
                        % (self.netns, BRIDGE, ', '.join(self.ports))]
             if not check_mode:
-                netns.stop_pids([p for p in netns.pids_in(self.netns) if p in self.pids()])
-                shutil.rmtree(self.dir, ignore_errors=True)
+                stop(self.dir)
                 self.start()
             return changes
         listed = self._inside(['ovs-vsctl', self._sock(), 'list-ports', BRIDGE], 'ovs-vsctl list-ports').split()
@@ -142,14 +145,30 @@ class Switch:
 
     def pids(self):
         """The daemons' pids: the witness records what happens in their threads too."""
-        found = []
-        for daemon in ('ovsdb-server', 'ovs-vswitchd'):
-            try:
-                with open(os.path.join(self.dir, '%s.pid' % daemon)) as f:
-                    found.append(int(f.read().strip()))
-            except (IOError, OSError, ValueError):
-                pass
-        return found
+        return daemons(self.dir)
+
+
+def daemons(path):
+    """The pids of the switch daemons of directory ``path`` that run: their pidfiles', when their command line
+    names the directory (a pidfile alone may name a pid reused since)."""
+    found = []
+    for daemon in ('ovsdb-server', 'ovs-vswitchd'):
+        try:
+            with open(os.path.join(path, '%s.pid' % daemon)) as f:
+                pid = int(f.read().strip())
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                named = path.encode() in f.read()
+        except (IOError, OSError, ValueError):
+            continue
+        if named and netns.alive(pid):
+            found.append(pid)
+    return found
+
+
+def stop(path):
+    """Stop the daemons of a switch directory and remove it."""
+    netns.stop_pids(daemons(path))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def checksum_offload_off(name, ifname):
@@ -157,14 +176,13 @@ def checksum_offload_off(name, ifname):
 
 
 def forget_netns(name):
-    """Remove the switch directory of a removed namespace."""
-    path = rundir(name)
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
+    """Stop what is left of the switch of a removed namespace and remove its directory."""
+    if os.path.isdir(rundir(name)):
+        stop(rundir(name))
 
 
 def orphans():
-    """Switch directories whose namespace no longer exists."""
+    """Switch directories whose namespace no longer exists (``stop`` removes them, with daemons still running)."""
     try:
         entries = sorted(os.listdir(RUN_DIR))
     except OSError:
@@ -199,8 +217,6 @@ def parse_flows(text):
 def validate(params):
     """Check ``params`` (ARGUMENT_SPEC) without a target; the canonical flows asked for, in order."""
     names.check('ifname', params['bridge'], 'bridge')
-    if not _RUNDIR.fullmatch(params['rundir'] or '') or '..' in params['rundir'].split('/'):
-        raise OvsError('rundir %s is not an absolute path of letters, digits, _ . - and /' % shown(params['rundir']))
     if not params['flows']:
         raise OvsError('flows is empty: give at least one flow')
     texts = []
@@ -219,19 +235,25 @@ def validate(params):
     return texts
 
 
+def _rundir(params):
+    """Where the bridge's sockets are: a namespace's lab switch (unix sockets are not scoped by network namespace, so
+    a namespace never reaches the host's OVS), or with host=true the system's."""
+    return rundir(params['netns']) if params['netns'] else DEFAULT_RUNDIR
+
+
 def _switch(params):
-    return 'unix:%s' % os.path.join(params['rundir'], '%s.mgmt' % params['bridge'])
+    return 'unix:%s' % os.path.join(_rundir(params), '%s.mgmt' % params['bridge'])
 
 
 def _revalidated(params):
     """Wait until ovs-vswitchd has checked its datapath's cached flows against the new table: until then a packet
     can still take a deleted flow's action."""
     try:
-        with open(os.path.join(params['rundir'], 'ovs-vswitchd.pid')) as f:
+        with open(os.path.join(_rundir(params), 'ovs-vswitchd.pid')) as f:
             pid = int(f.read().strip())
     except (IOError, OSError, ValueError):
         return  # no pidfile there: nothing to ask
-    argv = ['ovs-appctl', '-t', os.path.join(params['rundir'], 'ovs-vswitchd.%d.ctl' % pid), 'revalidator/wait']
+    argv = ['ovs-appctl', '-t', os.path.join(_rundir(params), 'ovs-vswitchd.%d.ctl' % pid), 'revalidator/wait']
     _run(netns.in_netns(params['netns'], argv) if params['netns'] else argv, 'ovs-appctl revalidator/wait')
 
 
@@ -245,6 +267,8 @@ def manage(module, params, check_mode=False, diff=False):
     """Bring the flows of one bridge to ``params`` (ARGUMENT_SPEC); the module's result."""
     wanted = validate(params)
     netns.check_target(params['netns'], params['host'])
+    if params['netns'] and not os.path.isdir(rundir(params['netns'])):
+        raise OvsError('namespace %s has no pflab switch (a lab made with bridge: see netns_lab)' % params['netns'])
     before = dump(params)
     if params['state'] == 'present':
         lines = ['add %s' % text.replace(' actions=', ',actions=') for text in wanted if text not in before]
@@ -271,7 +295,7 @@ def snapshot(name):
     if not os.path.isdir(rundir(name)):
         return {}
     found = {}
-    for text, packets in dump(dict(netns=name, rundir=rundir(name), bridge=BRIDGE), stats=True).items():
+    for text, packets in dump(dict(netns=name, bridge=BRIDGE), stats=True).items():
         if text == 'priority=0 actions=NORMAL':
             continue  # the bridge's own switching, not a filter
         priority = int(re.search(r'priority=(\d+)', text).group(1))

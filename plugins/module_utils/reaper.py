@@ -18,7 +18,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import shutil
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import lab, listener, netns, nflog, ovs, state, witness
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
@@ -89,7 +88,7 @@ def reap(check_mode=False, unmarked=False):
         for path in listener.orphans() + ovs.orphans() if not check_mode else found['files']:
             changes.append('remove %s (its namespace is gone)' % path)
             if not check_mode:
-                attempt('remove %s' % path, shutil.rmtree if os.path.isdir(path) else os.unlink, path)
+                attempt('remove %s' % path, ovs.stop if os.path.isdir(path) else os.unlink, path)
         changes += witness.reap(check_mode)
         synced = attempt('set %s' % nflog.SYSCTL, nflog.sync, check_mode)
         sysctl_changes, holders = synced if synced else ([], [])

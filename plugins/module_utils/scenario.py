@@ -4,11 +4,12 @@
 """Scenario runner: one experiment from a fresh lab to its observed trace.
 
 stale labs reaped -> the lab claimed (a marker naming this process as its owner)
--> fresh lab -> steps in order (the order hooks register in) -> listeners -> kmsg
-cursor -> probes -> collect -> lab removed and released, whatever happened. Steps
-are the arguments of the iptables_rules and nft_rules modules, checked before any
-lab exists, and run through the same engines; after each step the registered
-hooks are read (hooks.Registry).
+-> fresh lab (and its switch, when bridged) -> steps in order (the order hooks,
+programs and flows register in) -> listeners -> kmsg cursor and the drop witness
+-> probes -> collect -> lab removed and released, whatever happened. Steps are the
+arguments of their kind's module (steps.KINDS: iptables_rules, nft_rules,
+bpf_filter, ovs_flows), checked before any lab exists, and run through the same
+engines; after each step the layers the scenario uses are read (hooks.Registry).
 
 A LOG record belongs to a probe only when it carries the probe's addresses and
 ports and names only this lab's interfaces, whose names no other live lab uses;
@@ -107,10 +108,10 @@ def step_params(index, step, plan):
     return name, role, params
 
 
-def missing_feature(steps, found, release, bridged=False, unavailable=None):
+def missing_feature(steps, found, release, bridged, unavailable):
     """Why this host cannot run ``steps`` ([(kind, role, params)]) in a lab (``bridged``: with a switch), or None:
     the first feature needed that the host lacks. ``found`` is host.tools, ``release`` the kernel's, and
-    ``unavailable`` maps 'bpf' and 'ovs' to functions that say why they cannot be used (None: they can)."""
+    ``unavailable`` maps 'bpf', 'bpf-tc' and 'ovs' to functions that say why they cannot be used (None: they can)."""
     needed = set(KINDS[kind].needs(params) for kind, dummy, params in steps) | set(['ovs'] if bridged else [])
     needed.discard(None)
     if 'iptables-legacy' in needed:
@@ -121,7 +122,7 @@ def missing_feature(steps, found, release, bridged=False, unavailable=None):
         version = tuple(int(n) for n in re.findall(r'\d+', release)[:2])
         if version < NETDEV_EGRESS_KERNEL:
             return 'kernel %s has no nft netdev egress hook (it came in %d.%d)' % ((release,) + NETDEV_EGRESS_KERNEL)
-    for feature in ('bpf', 'ovs'):
+    for feature in ('bpf', 'bpf-tc', 'ovs'):
         why = unavailable[feature]() if feature in needed else None
         if why:
             return why
@@ -176,6 +177,9 @@ class Runner:
             if not isinstance(spec[key], str) or spec[key] not in self.plan.namespaces:
                 raise ScenarioError('probe %d: %s %s is not a namespace of the lab (%s)' % (
                     index, key, shown(spec[key]), ', '.join(sorted(self.plan.namespaces))))
+            if spec[key] == self.bridge:
+                raise ScenarioError('probe %d: %s %s is the lab\'s switch, which has no address' % (
+                    index, key, shown(spec[key])))
         return spec
 
     def versions(self, found):
@@ -186,8 +190,11 @@ class Runner:
         found = host.tools(self.module.get_bin_path, proc.run)
         release = host.kernel_info()['release']
         result = dict(id=self.scenario['id'], kernel=release, versions=self.versions(found))
-        missing = missing_feature(self.steps, found, release, bool(self.bridge), dict(
-            bpf=bpf.available, ovs=lambda: ovs.unavailable(self.module.get_bin_path)))
+        missing = missing_feature(self.steps, found, release, bool(self.bridge), {
+            'bpf': bpf.available,
+            'bpf-tc': lambda: bpf.available() or (lab.PYROUTE2_IMPORT_ERROR and 'tc programs are attached with pyroute2: '
+                                                  + lab.PYROUTE2_IMPORT_ERROR),
+            'ovs': lambda: ovs.unavailable(self.module.get_bin_path)})
         if missing:
             result.update(status='skipped', reason=missing)
             return result
@@ -286,7 +293,12 @@ class Runner:
             self.phase = 'collection'
             events = recording.events()
         finally:
-            recording.stop()
+            # not cut short by the run's timer or SIGTERM: they arrive once the instance is gone
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGALRM, signal.SIGTERM))
+            try:
+                recording.stop()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         new, lost, dummy = kmsg.since(kmsg.read_ring(), cursor)
         alive, unregistered = self._hooks(probes)
         logged, foreign, retransmitted = _trace(kmsg.log_records(new), probes, self.plan.ifnames())
@@ -350,8 +362,8 @@ class Runner:
                     table = xtables_rules.get((entry['filter'], entry['family'], entry['table']))
                     entry.update(marks=entry['log_prefixes'], walks=self._walks(entry, role, probes, table))
                 else:
-                    name, dummy, params = self.steps[entry['step'] - 1]
-                    entry.update(marks=KINDS[name].marks(params, entry), walks=[])
+                    kind, dummy, params = self.steps[entry['step'] - 1]
+                    entry.update(marks=KINDS[kind].marks(params, entry), walks=[])
                 alive.append(dict(entry, netns=role))
             unregistered += [dict(entry, netns=role) for entry in registry.removed_entries()]
         return alive, unregistered

@@ -137,7 +137,9 @@ class Witness:
             self.stop()
 
     def _start(self, pids):
-        mounts = [m for m in tracefs_mounts() if os.path.isdir(os.path.join(m, 'instances'))]
+        # not another run's private mount: it goes when that run ends
+        mounts = [m for m in tracefs_mounts() if os.path.isdir(os.path.join(m, 'instances'))
+                  and not m.startswith(state.RUN_DIR + '/')]
         if mounts:
             self.root = mounts[0]
         else:
@@ -175,15 +177,11 @@ class Witness:
         return [e for e in self._read() if e['event'] != 'marker']
 
     def stop(self):
-        """Disable the events, remove the instance and the mount made for it; never raises."""
+        """Remove the instance and the mount made for it; never raises. A mount whose instance could not be removed
+        stays, so that ``reap`` still sees the instance."""
         if self.path and os.path.isdir(self.path):
-            for event in _EVENTS:
-                try:
-                    self._write('events/%s/enable' % event, '0')
-                except (IOError, OSError):
-                    pass
-            _quietly(os.rmdir, self.path)
-        if self.mounted:
+            _quietly(os.rmdir, self.path)  # removing an instance disables its events
+        if self.mounted and not (self.path and os.path.isdir(self.path)):
             _quietly(_umount, self.mounted)
             _quietly(os.rmdir, self.mounted)
         self.path = self.mounted = None

@@ -142,7 +142,9 @@ label:
   type: str
   sample: xdp
 program:
-  description: The program attached now (C(name), C(id), and C(mode) for XDP); null when none.
+  description:
+    - The program at the attachment point now, null when none. C(name) and C(id); for XDP C(mode) and C(tag), for tc
+      C(kind) (V(bpf)). In check mode, before a first attachment, C(id) is null.
   returned: always
   type: dict
   sample: {name: pfl3f9a0c1d22e4, id: 212, mode: native, tag: 23d82c16d53a86f5}

@@ -151,8 +151,8 @@ lab:
       type: str
       sample: switch
     switch:
-      description: Where the switch's daemons and bridge are (C(netns), C(rundir), C(bridge)), for
-        M(pflab.netfilter.ovs_flows); null without O(bridge).
+      description: Where the switch's daemons and bridge are (C(netns), the O(pflab.netfilter.ovs_flows#module:netns)
+        of M(pflab.netfilter.ovs_flows); C(rundir), their directory; C(bridge)); null without O(bridge).
       type: dict
       sample: {netns: pfl-demo-switch, rundir: /run/pflab/ovs-pfl-demo-switch, bridge: br0}
 changes:

@@ -17,15 +17,17 @@ description:
     destination and/or source port with the action C(drop) or C(NORMAL) (switch it on as the bridge would).
   - Flows are compared in the form C(ovs-ofctl dump-flows) gives; a second run changes nothing. All changes of one
     call go in one OpenFlow 1.4 bundle, so a refused flow leaves the bridge's flow table as it was.
-  - Talks to the bridge's management socket in O(rundir), run from inside O(netns) (or, with O(host=true), on the
-    host). The lab switch of a bridged scenario (M(pflab.netfilter.scenario), C(bridge)) keeps its socket in a
-    directory of its own, which the scenario runner passes.
+  - With O(netns), works on the switch of a lab made with M(pflab.netfilter.netns_lab)'s
+    O(pflab.netfilter.netns_lab#module:bridge) (or a bridged scenario's), whose sockets are in C(/run/pflab/ovs-<netns>);
+    a namespace without such a switch is refused (unix sockets are not scoped by network namespace, so the system's
+    OVS is never reached from a namespace). With O(host=true), works on the system's OVS (C(/var/run/openvswitch)).
   - The openvswitch.openvswitch collection's modules manage bridges and ports through the system's OVS database and
     have no flow module; a lab switch has a database of its own, so this module uses C(ovs-ofctl) argv lists.
 author:
   - pflab.netfilter developers (@pflab)
 requirements:
-  - Open vSwitch (C(ovs-ofctl), Debian/Ubuntu package C(openvswitch-switch)) on the target, with the bridge running
+  - Open vSwitch (C(ovs-ofctl), C(ovs-appctl), Debian/Ubuntu package C(openvswitch-switch)) on the target, with the
+    bridge running
   - root on the target
 extends_documentation_fragment:
   - pflab.netfilter.target
@@ -34,10 +36,6 @@ options:
     description: The bridge.
     type: str
     default: br0
-  rundir:
-    description: The directory of the bridge's management socket (C(<bridge>.mgmt)), an absolute path.
-    type: path
-    default: /var/run/openvswitch
   flows:
     description: The flows.
     type: list
@@ -95,7 +93,6 @@ EXAMPLES = r'''
 - name: Drop TCP 12345 on the lab's switch, switch TCP 22 on
   pflab.netfilter.ovs_flows:
     netns: "{{ bridged.lab.switch.netns }}"
-    rundir: "{{ bridged.lab.switch.rundir }}"
     flows:
       - dport: 12345
         action: drop
@@ -105,7 +102,6 @@ EXAMPLES = r'''
 - name: Remove the drop again
   pflab.netfilter.ovs_flows:
     netns: "{{ bridged.lab.switch.netns }}"
-    rundir: "{{ bridged.lab.switch.rundir }}"
     flows:
       - dport: 12345
         action: drop
@@ -119,7 +115,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 changes:
-  description: The bundle's lines (or, in check mode, what they would be).
+  description: What was added or deleted (or, in check mode, would be), as C(add <flow>) and C(delete <match>).
   returned: always
   type: list
   elements: str

@@ -23,8 +23,11 @@ from ansible_collections.pflab.netfilter.plugins.module_utils.steps.base import 
 SCHEMA = 'pflab.netfilter/report/1'
 RULE = 'different priorities: lowest first; equal priorities: the hook registered last runs first'
 ARTICLE_CONCLUSION = 'nftables has precedence over iptables'
-# Points a locally delivered connection attempt crosses in the server, in the kernel's order (steps.base).
-PATH = tuple(('received', point) for point in RECEIVE) + tuple(('sent', point) for point in SEND)
+# Points a locally delivered connection attempt crosses, in the kernel's order (steps.base): first a bridged lab's
+# switch, a namespace of its own upstream of the server, then the server's own points.
+SWITCH = 'switch'
+PATH = (('received', SWITCH),) + tuple(('received', point) for point in RECEIVE) + \
+    tuple(('sent', point) for point in SEND)
 _ALWAYS_DRAWN = ('input', 'output')
 _AFTER = {'prerouting': 'routing', 'input': 'socket', 'output': 'routing'}
 # The points a probe's packets cross, in order: its SYN out of 'from' and into 'to', the SYN-ACK back.
@@ -57,7 +60,7 @@ def _next(point, drawn):
     """What a packet meets after ``point``: the next point drawn, or where it goes on to."""
     if point in _AFTER:
         return _AFTER[point]
-    order = RECEIVE if point in RECEIVE else SEND
+    order = (SWITCH,) + RECEIVE if point in (SWITCH,) + RECEIVE else SEND
     for later in order[order.index(point) + 1:]:
         if later in drawn or later == 'prerouting':
             return later
@@ -72,13 +75,13 @@ def path_of(run):
                if r.get('probe', 1) == 1 and r['source'] != 'witness')
     points = []
     for direction, point in PATH:
-        # the probes are IPv4: IPv6 chains are not on their way; a bridged lab's switch is, in its own namespace
-        entries = [e for e in run.get('hooks', []) if e['point'] == point and e.get('family') != 'ip6'
-                   and (e['netns'] == where or e['layer'] == 'ovs' and direction == 'received')]
+        # the probes are IPv4: IPv6 chains are not on their way
+        entries = [e for e in run.get('hooks', []) if e.get('family') != 'ip6' and (
+            (e['point'] == point and e['netns'] == where) or (point == SWITCH and e['layer'] == 'ovs'))]
         stages = []
         for entry in hook_order(entries):
             stage = dict(entry)
-            # OVS counts packets per flow, with no time: its flows are seen by their counters
+            # OVS counts packets per flow (every probe's), with no time: its flows are seen by their counters
             stage['seen'] = any((direction, mark) in seen for mark in entry['marks']) or \
                 (entry['layer'] == 'ovs' and bool(entry.get('hits')))
             stages.append(stage)
@@ -126,7 +129,8 @@ def _mark_stop(points, reached, drops):
                 stage['state'] = 'seen' if stage['seen'] else 'not-seen'
     if not stop:
         return None
-    out = dict(filter=stop['filter'], where=stop['where'], hook=stop['point'])
+    drawn = next(p['hook'] for p in points if any(s is stop for s in p['stages']))
+    out = dict(filter=stop['filter'], where=stop['where'], hook=drawn)
     out.update(by='witness' if drop else 'trace', reason=drop['reason'] if drop else None,
                location=drop['location'] if drop else None)
     return out
@@ -147,7 +151,9 @@ def predicted(run, number):
     probe = run['probes'][number - 1]
     # A netdev ingress or egress hook on the probe's way is not walked, and may drop first: then nothing is sure.
     roles = (probe.get('from'), probe.get('to'))
-    items, sure = [], not any(e['netns'] in roles and e['point'] in _NOT_WALKED for e in run.get('hooks', []))
+    # (a bridged lab's switch is on every probe's way, in a namespace of its own)
+    items, sure = [], not any(e['point'] in _NOT_WALKED and (e['netns'] in roles or e['layer'] == 'ovs')
+                              for e in run.get('hooks', []))
     for side, hook in PROBE_POINTS:
         entries = [e for e in run.get('hooks', []) if e['netns'] == probe.get(side) and e['point'] == hook]
         for walk in (_walk(entry, number) for entry in hook_order(entries)):
@@ -172,7 +178,9 @@ def fits(observed, items):
 def _order_sentences(points):
     out = []
     for point, first, second in _pairs(points):
-        if first['priority'] != second['priority']:
+        if first['layer'] == 'ovs':
+            why = 'OpenFlow priority %d is higher than %d' % (-first['priority'], -second['priority'])
+        elif first['priority'] != second['priority']:
             why = 'priority %d is lower than %d' % (first['priority'], second['priority'])
         else:
             why = 'both priority %d, and it registered later (%s vs %s registration)' % (

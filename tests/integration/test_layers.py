@@ -12,7 +12,7 @@ LAYERS = os.path.join(ROOT, 'playbooks', 'scenarios', 'layers')
 # scenario -> (where the first probe stops, the filter the drop witness names, None when the kernel drops
 # nothing: OVS's userspace datapath just does not forward); None: it connects
 STOPS = {
-    'ovs-drop': ('bridge', None), 'ovs-pass-nft-drop': ('input', 'nftables'),
+    'ovs-drop': ('switch', None), 'ovs-pass-nft-drop': ('input', 'nftables'),
     'xdp-drop-native': ('xdp', 'xdp'), 'xdp-drop-generic': ('xdp', 'xdp'),
     'xdp-pass-nft-drop': ('input', 'nftables'), 'tc-ingress-drop': ('tc-ingress', 'tc'),
     'tc-egress-vs-nft-output': ('tc-egress', 'tc'), 'netdev-ingress-vs-inet-input': ('input', 'nftables'),
@@ -79,8 +79,8 @@ def test_one_trace_on_one_clock_in_the_packets_order(layers):
 def test_ovs_sits_between_the_client_and_the_servers_netfilter(layers):
     report, dummy = layers
     dropped = next(s for s in report['scenarios'] if s['id'] == 'ovs-drop')['results'][0]
-    (bridge,) = [p for p in dropped['path'] if p['hook'] == 'bridge']
-    assert [(s['filter'], s['marks'], s['hits'], s['state']) for s in bridge['stages']] == [
+    (switch,) = [p for p in dropped['path'] if p['hook'] == 'switch']
+    assert [(s['filter'], s['marks'], s['hits'], s['state']) for s in switch['stages']] == [
         ('ovs', ['ovs-drop'], 1, 'stopped')]
     assert [s['state'] for p in dropped['path'] if p['hook'] == 'input' for s in p['stages']] == ['not-reached']
     passed = next(s for s in report['scenarios'] if s['id'] == 'ovs-pass-nft-drop')['results'][0]

@@ -39,7 +39,7 @@ def _connect(lab, port=12345):
 
 
 def _flows(lab, **kwargs):
-    args = dict(netns=lab['switch']['netns'], rundir=lab['switch']['rundir'], flows=[dict(dport=12345, action='drop')])
+    args = dict(netns=lab['switch']['netns'], flows=[dict(dport=12345, action='drop')])
     args.update(kwargs)
     return args
 
@@ -70,7 +70,7 @@ def test_a_bundle_the_switch_refuses_applies_nothing(bridged, monkeypatch):
     text is made here): the first, valid flow of the same call is not applied either."""
     real = ovs.flow_text
     monkeypatch.setattr(ovs, 'flow_text', lambda flow: real(flow).replace('12347', '99999'))
-    where = dict(netns=bridged['switch']['netns'], rundir=bridged['switch']['rundir'], bridge='br0')
+    where = dict(netns=bridged['switch']['netns'], bridge='br0')
     table = ovs.dump(where)
     params = dict(where, host=False, state='present', flows=[
         dict(priority=100, protocol='tcp', dport=12346, sport=None, action='drop', label=None),
@@ -82,8 +82,7 @@ def test_a_bundle_the_switch_refuses_applies_nothing(bridged, monkeypatch):
 
 
 @pytest.mark.parametrize('args, message', [
-    (dict(rundir='/run/../etc'), 'rundir'),
-    (dict(rundir='relative/dir'), 'rundir'),
+    (dict(netns='pfl-%s-server' % LAB), 'has no pflab switch'),
     (dict(bridge='br0\n'), 'bridge'),
     (dict(flows=[dict(dport=0)]), 'dport is a port from 1 to 65535'),
     (dict(flows=[dict(dport=1, label='Bad Label')]), 'label'),

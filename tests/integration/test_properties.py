@@ -480,6 +480,7 @@ def test_bpf_filter_arguments(bpf_target, args, check_mode):
 # ovs_flows: the switch of a bridged lab; its flow table is the target
 
 OVS_LAB = 'itest-prop-ovs'
+OVS_LAB_SERVER = 'pfl-%s-server' % OVS_LAB  # a namespace of the lab without a switch
 
 
 @pytest.fixture(scope='module')
@@ -502,16 +503,16 @@ OVS_BAD_FLOW = st.fixed_dictionaries({}, optional={
 
 @SETTINGS
 @given(data=st.data(), check_mode=st.booleans())
-def test_ovs_flows_arguments(switch, files, data, check_mode):
+def test_ovs_flows_arguments(switch, data, check_mode):
     """A refused call or one in check mode leaves the flow table as it was, and no file's contents come back."""
     args = data.draw(arguments(
-        {'netns': st.just(switch['netns']), 'rundir': st.just(switch['rundir']), 'bridge': st.just('br0'),
+        {'netns': st.just(switch['netns']), 'bridge': st.just('br0'),
          'flows': st.lists(OVS_FLOW, min_size=1, max_size=3), 'state': st.sampled_from(['present', 'absent'])},
-        {'netns': BAD, 'rundir': st.one_of(BAD, st.sampled_from([files['folder'], files['secret.conf'], '/etc'])),
+        {'netns': st.one_of(BAD, st.just(OVS_LAB_SERVER)),
          'bridge': BAD, 'flows': st.one_of(JUNK, st.lists(OVS_BAD_FLOW, min_size=1, max_size=2)), 'state': BAD,
          'host': st.just(True), 'unknown': JUNK},
-        required=('netns', 'rundir', 'flows')))
-    where = dict(netns=switch['netns'], rundir=switch['rundir'], bridge='br0')
+        required=('netns', 'flows')))
+    where = dict(netns=switch['netns'], bridge='br0')
     before = ovs.dump(where)
     result, failed = call('ovs_flows', args, check_mode, switch['netns'])
     if failed or check_mode:

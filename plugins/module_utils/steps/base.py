@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a step kind is, and the points of a packet's way where filters sit.
 
-A step kind is one packet filter a scenario step can set up (iptables, nft, bpf).
+A step kind is one packet filter a scenario step can set up (iptables, nft, bpf, ovs).
 It owns the argument spec its module and the scenario schema share, how a step's
 arguments are checked and applied, which observer reads what it registered (the
 ``layer``), the marks its filters leave in a trace, and the changes the order

@@ -27,7 +27,7 @@ class Bpf(base.StepKind):
         return dict(params, interface=plan.end_towards(role, params['interface'])['ifname'])
 
     def needs(self, params):
-        return 'bpf'
+        return 'bpf' if params['hook'] == 'xdp' else 'bpf-tc'
 
     def apply(self, module, params):
         done = bpf_filter.manage(module, params)

@@ -17,14 +17,10 @@ class Ovs(base.StepKind):
     spec = ovs.ARGUMENT_SPEC
     layer = 'ovs'
     in_bridge = True
-    # the lab has one switch: its bridge and directory are the lab's
-    forbidden = ('host', 'bridge', 'rundir')
+    forbidden = ('host', 'bridge')  # the lab has one switch, with one bridge
 
     def validate(self, params):
         ovs.validate(params)
-
-    def bind(self, params, plan, role):
-        return dict(params, rundir=ovs.rundir(plan.namespaces[role]))
 
     def needs(self, params):
         return 'ovs'

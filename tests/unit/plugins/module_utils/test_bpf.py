@@ -36,6 +36,13 @@ def test_jumps_land_inside_and_the_verdicts_are_the_hooks(hook, action):
     assert len(maps) == 2 and all(insn[3] == 7 and insn[1] >> 4 == 1 for insn in maps)  # BPF_PSEUDO_MAP_FD
 
 
+def test_later_fragments_pass_unjudged():
+    insns = _insns(bpf.Filter('xdp', dport=80))
+    index = next(i for i, insn in enumerate(insns) if insn[0] == 0x69 and insn[2] == 20)  # the fragment field
+    assert insns[index + 1][0] == 0x57 and insns[index + 1][3] == 0xff1f  # its 13 offset bits, read little-endian
+    assert insns[index + 2][0] == 0x55 and insns[index + 2][3] == 0
+
+
 def test_any_port_compares_no_port():
     insns = _insns(bpf.Filter('tc', protocol='udp'))
     assert not [1 for code, regs, off, imm in insns if code == 0x69 and off in (14, 16)]

@@ -247,3 +247,13 @@ def test_no_witness_is_said():
     doc = report.build('article', 'r1', 'now', [('h', [run(['nft-input', 'ipt-input'],
                                                            witness=dict(available=False, reason='no tracefs'))])])
     assert 'No witness: no tracefs.' in _render(doc)
+
+
+def test_a_switch_upstream_is_drawn_first_and_makes_nothing_sure():
+    """A bridged lab's OVS flow sits in the switch's namespace, before the server's points."""
+    flow = dict(_program('ovs', 'bridge', 9, 'ovs-drop', -100), layer='ovs', netns='switch', hits=1)
+    scenario = dict(SCENARIO, expect=dict(reached=False, trace=[]))
+    result = report.evaluate(scenario, run([], hooks=HOOKS + [flow]))
+    assert [(p['hook'], p['next']) for p in result['path']][:2] == [('switch', 'prerouting'), ('input', 'socket')]
+    assert result['stopped_at']['hook'] == 'switch' and result['stopped_at']['by'] == 'trace'
+    assert result['rule']['holds'] and all(p.endswith('?') for p in result['rule']['predicted'])
