@@ -47,12 +47,12 @@ bridged() {  # client and server joined by an OVS switch (userspace datapath) in
   ip -n $S link set to-switch up
   ip -n $W link set to-client up
   ip -n $W link set to-server up
-  export OVS_RUNDIR=$OVS OVS_DBDIR=$OVS OVS_LOGDIR=$OVS
-  ovsdb-tool create $OVS/conf.db /usr/share/openvswitch/vswitch.ovsschema
-  ip netns exec $W ovsdb-server $OVS/conf.db --remote=punix:$OVS/db.sock --pidfile --detach --log-file 2>/dev/null
-  ovs-vsctl --db=unix:$OVS/db.sock --no-wait init
-  ip netns exec $W ovs-vswitchd unix:$OVS/db.sock --pidfile --detach --log-file 2>/dev/null
-  ovs-vsctl --db=unix:$OVS/db.sock add-br br0 -- set bridge br0 datapath_type=netdev \
+  export OVS_RUNDIR="$OVS" OVS_DBDIR="$OVS" OVS_LOGDIR="$OVS"
+  ovsdb-tool create "$OVS/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ip netns exec $W ovsdb-server "$OVS/conf.db" --remote="punix:$OVS/db.sock" --pidfile --detach --log-file 2>/dev/null
+  ovs-vsctl --db="unix:$OVS/db.sock" --no-wait init
+  ip netns exec $W ovs-vswitchd "unix:$OVS/db.sock" --pidfile --detach --log-file 2>/dev/null
+  ovs-vsctl --db="unix:$OVS/db.sock" add-br br0 -- set bridge br0 datapath_type=netdev \
     -- add-port br0 to-client -- add-port br0 to-server
   ip netns exec $C ethtool -K to-switch tx off >/dev/null
   ip netns exec $S ethtool -K to-switch tx off >/dev/null

@@ -90,15 +90,11 @@ class Point:
         return json.loads(out or '[]')
 
     def link(self):
-        listed = self._json(['ip', '-d', '-j', 'link', 'show', 'dev', self.ifname]) \
-            if self._exists() else []
+        rc, out, dummy = self.runner.run(['ip', '-d', '-j', 'link', 'show', 'dev', self.ifname])
+        listed = json.loads(out or '[]') if rc == 0 else []
         if not listed:
             raise BpfFilterError('interface %s does not exist in %s' % (self.ifname, self.netns or 'the host'))
         return listed[0]
-
-    def _exists(self):
-        rc, dummy, dummy = self.runner.run(['ip', 'link', 'show', 'dev', self.ifname])
-        return rc == 0
 
     def attached(self):
         """The program at this point, {name, id, mode}, or None."""
@@ -165,7 +161,10 @@ class Point:
             ipr.tc(command, 'bpf', index, **kwargs)
         except Exception as e:  # pyroute2's NetlinkError, or a device gone between reading and writing
             if added:
-                ipr.tc('del', 'clsact', index)  # the failed call leaves no qdisc of its own
+                try:
+                    ipr.tc('del', 'clsact', index)  # the failed call leaves no qdisc of its own
+                except Exception as again:
+                    e = '%s; and the clsact qdisc it added could not be removed: %s' % (e, again)
             raise BpfFilterError('tc %s %s pref %d on %s: %s' % (
                 command.split('-')[0], self.direction, self.priority, self.ifname, e))
         finally:
@@ -180,6 +179,8 @@ def _nla(kind, payload):
 def _ext_ack(reply, length, flags):
     """The kernel's NLMSGERR_ATTR_MSG text of an error reply, or ''."""
     # the error code, then the request's header (NLM_F_CAPPED) or the whole request, then attributes
+    if len(reply) < 36:
+        return ''
     offset = 16 + 4 + (16 if flags & _NLM_F_CAPPED else struct.unpack_from('<I', reply, 20)[0])
     while offset + 4 <= min(length, len(reply)):
         size, kind = struct.unpack_from('<HH', reply, offset)
