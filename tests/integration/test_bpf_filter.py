@@ -56,9 +56,15 @@ def _args(**kwargs):
 
 
 def _programs():
-    listed = json.loads(subprocess.run(['bpftool', '-j', 'prog', 'show'], capture_output=True, text=True,
-                                       check=True).stdout or '[]')
-    return [p for p in listed if p.get('name', '').startswith('pfl')]
+    """pflab's loaded programs, once the kernel has freed detached ones (after an RCU grace period, a moment later)."""
+    deadline = time.monotonic() + 5
+    while True:
+        listed = json.loads(subprocess.run(['bpftool', '-j', 'prog', 'show'], capture_output=True, text=True,
+                                           check=True).stdout or '[]')
+        found = [p for p in listed if p.get('name', '').startswith('pfl')]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize('where', [dict(hook='xdp', mode='native'), dict(hook='xdp', mode='generic'),
