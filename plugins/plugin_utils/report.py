@@ -114,6 +114,7 @@ def _mark_stop(points, reached, drops):
     drop stands for, else (when it did not get through) the last stage that saw it."""
     stop, drop = _witnessed_stop(points, drops) if not reached else (None, None)
     if stop is None:
+        drop = None  # a drop no stage on this path stands for (another namespace's): the trace decides
         seen = [s for p in points for s in p['stages'] if s['seen']]
         stop = seen[-1] if seen and not reached else None
     after_stop = False

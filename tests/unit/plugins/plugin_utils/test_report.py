@@ -243,6 +243,13 @@ def test_layers_are_drawn_in_the_kernels_order_and_an_xdp_drop_ends_the_path():
     assert 'data-hook="xdp"' in page and 'the kernel dropped it there (NOT_SPECIFIED at veth_xdp_rcv_skb+0x2)' in page
 
 
+def test_a_drop_no_stage_stands_for_does_not_name_the_stop():
+    drop = dict(source='witness', prefix='drop', probe=1, reason='TC_INGRESS', location='x+0x1', filter='tc', time_ns=2)
+    result = report.evaluate(SCENARIO, run(['nft-input', 'ipt-input'], drops=[drop]))
+    assert result['stopped_at']['filter'] == 'iptables-legacy' and result['stopped_at']['by'] == 'trace'
+    assert result['stopped_at']['reason'] is None
+
+
 def test_no_witness_is_said():
     doc = report.build('article', 'r1', 'now', [('h', [run(['nft-input', 'ipt-input'],
                                                            witness=dict(available=False, reason='no tracefs'))])])
