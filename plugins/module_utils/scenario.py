@@ -404,17 +404,14 @@ def _trace(records, probes, ifnames):
     how many records had a probe's addresses and ports but came through interfaces of no namespace
     of this lab (another lab's, or anyone's); and how many were retransmissions (a SYN or SYN-ACK
     sent again, RETRANSMIT_US or more after the probe's first record), which are not its path."""
-    tuples = {}
-    for number, spec in enumerate(probes, 1):
-        ends = ((spec['source'], str(spec['source_port'])), (spec['address'], str(spec['port'])))
-        tuples[ends[0] + ends[1]] = tuples[ends[1] + ends[0]] = number
     ours = set(ifnames) | set([''])
     trace, foreign, retransmitted, first = [], 0, 0, {}
     for record in records:
         fields = record['fields']
         if fields.get('PROTO') != 'TCP' or 'SYN' not in record['tcp_flags']:
             continue
-        probe_number = tuples.get(tuple(fields.get(k) for k in ('SRC', 'SPT', 'DST', 'DPT')))
+        sport, dport = (int(fields[k]) if fields.get(k, '').isdigit() else None for k in ('SPT', 'DPT'))
+        probe_number = _probe_of(probes, fields.get('SRC'), sport, fields.get('DST'), dport)[0]
         if probe_number is None:
             continue
         if fields.get('IN', '') not in ours or fields.get('OUT', '') not in ours:
