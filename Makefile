@@ -40,7 +40,8 @@ help:
 	@echo "make test    - install what is missing, run unit, integration, molecule, sanity and lint tests,"
 	@echo "               then unit, integration and sanity again on the newest ansible-core"
 	@echo "make bench   - time the rule modules against ansible.builtin.iptables and raw restores"
-	@echo "make bench-suites - time make report and the matrix against a plain shell script"
+	@echo "make bench-suites - time make report, the layers suite, the matrix and a 20-host fleet against plain"
+	@echo "                    shell scripts (installs clang for the scripts)"
 	@echo "make bench-audit  - time filter_facts on 10,000 + 10,000 rules and the audit of 20 hosts"
 	@echo "make bench-layers - time the layers suite against a plain shell script (installs clang for the script)"
 	@echo "make screenshots  - retake the README's pictures from report/latest/report.html"
@@ -57,8 +58,8 @@ preflight:
 
 packages:
 	@command -v dpkg-query >/dev/null || { echo "pflab: no apt here; install by hand: $(APT_PACKAGES)" >&2; exit 1; }
-	@missing=$$(for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q 'install ok installed' || echo "$$p"; done); \
+	@missing=$$(for p in $(APT_PACKAGES); do echo "$$p"; done | sort -u | comm -23 - <(dpkg-query -W \
+	  -f='$${db:Status-Status} $${Package}\n' $(APT_PACKAGES) 2>/dev/null | awk '$$1 == "installed" { print $$2 }' | sort -u)); \
 	if [ -n "$$missing" ]; then \
 	  echo "pflab: installing OS packages:" $$missing; \
 	  apt-get update -qq; \
@@ -81,8 +82,7 @@ collection:
 
 report: setup
 	@echo "pflab: running playbooks/article.yml and playbooks/layers.yml against the default inventory"
-	ansible-playbook playbooks/article.yml -e report_dir=$(REPORT_DIR)
-	ansible-playbook playbooks/layers.yml -e report_dir=$(REPORT_DIR)
+	ansible-playbook playbooks/article.yml playbooks/layers.yml -e report_dir=$(REPORT_DIR)
 
 matrix: setup
 	ansible-playbook playbooks/matrix.yml -e report_dir=$(REPORT_DIR)
@@ -133,6 +133,7 @@ bench: setup
 	python bench/rules.py
 
 bench-suites: setup
+	@command -v clang >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends clang; }
 	python bench/suites.py
 
 bench-audit: setup
@@ -140,7 +141,7 @@ bench-audit: setup
 
 # The floor of the layers suite loads eBPF objects built with clang: installed here, never on targets.
 bench-layers: setup
-	@command -v clang >/dev/null || apt-get install -y --no-install-recommends clang
+	@command -v clang >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends clang; }
 	python bench/layers.py
 
 screenshots: setup

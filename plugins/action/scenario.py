@@ -7,13 +7,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.pflab.netfilter.plugins.module_utils.errors import shown
 from ansible_collections.pflab.netfilter.plugins.plugin_utils import scenarios
 
 
@@ -21,27 +18,12 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(('src', 'scenario', 'variant', 'lab', 'timeout'))
 
-    def _scenario(self):
-        args = self._task.args
-        if ('src' in args) == ('scenario' in args):
-            raise scenarios.ScenarioFileError('give exactly one of src and scenario')
-        if 'src' in args:
-            src = to_text(args['src'])
-            path = src if os.path.isabs(src) else self._find_needle('files', src)
-            data = scenarios.load(path)
-            origin = path
-        else:
-            data = args['scenario']
-            origin = 'scenario %s' % (shown(data.get('id')) if isinstance(data, dict) else '(not a mapping)')
-            scenarios.check(data, origin)
-        if args.get('variant'):
-            data = scenarios.apply_variant(data, args['variant'], origin)
-        return data
-
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         try:
-            data = self._scenario()
+            data = scenarios.read(dict((k, to_text(v) if k == 'src' else v) for k, v in self._task.args.items()
+                                       if k in ('src', 'scenario', 'variant')),
+                                  lambda src: self._find_needle('files', src))
         except (scenarios.ScenarioFileError, AnsibleError) as e:
             result.update(failed=True, msg=to_text(e))
             return result

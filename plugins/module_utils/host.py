@@ -30,6 +30,13 @@ TOOLS = {
 # Python modules the lab modules use on the target (nftables is optional: nft -j stands in).
 PYTHON_MODULES = ('pyroute2', 'nftables')
 LEGACY_PROC = '/proc/net/ip_tables_names'
+# Tools every lab needs; iptables-legacy is optional (RHEL 9 has none).
+REQUIRED_TOOLS = ('nsenter', 'nc', 'nft', 'iptables-nft', 'ip')
+# Packages that bring them, by distribution family (os-release ID or ID_LIKE).
+OS_PACKAGES = {
+    'debian': ['iptables', 'nftables', 'netcat-openbsd', 'iproute2', 'util-linux', 'procps', 'python3-pyroute2',
+               'python3-nftables'],
+}
 
 
 def kernel_info():
@@ -89,6 +96,18 @@ def legacy_support(found_tools, release):
     if not kernel_has_legacy_xtables(release):
         return {'usable': False, 'reason': 'kernel %s has no legacy xtables (CONFIG_IP_NF_IPTABLES or CONFIG_NETFILTER_XTABLES_LEGACY off)' % release}
     return {'usable': True, 'reason': None}
+
+
+def missing(facts):
+    """What a lab needs that the host (``gather``) lacks: required tools, and pyroute2."""
+    return [name for name in REQUIRED_TOOLS if not facts['tools'][name]['path']] + \
+        ([] if facts['python_modules']['pyroute2'] else ['python module pyroute2'])
+
+
+def os_packages(os_info):
+    """The package list for the distribution (os_release), or []."""
+    family = next((name for name in [os_info['id']] + os_info['id_like'] if name in OS_PACKAGES), None)
+    return list(OS_PACKAGES.get(family, []))
 
 
 def gather(get_bin_path, run):

@@ -40,6 +40,12 @@ class LabError(PflabError):
     pass
 
 
+def preload():
+    """Import pyroute2 now (~0.1 s of CPU), so that the processes forked after (a suite's runs) share it."""
+    if PYROUTE2_IMPORT_ERROR is None:
+        from pyroute2 import IPRoute, NetNS, netns as pr_netns  # noqa: F401  pylint: disable=unused-import
+
+
 def check_lab_id(lab):
     return names.check('lab', lab, 'lab name')
 

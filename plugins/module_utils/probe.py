@@ -1,13 +1,24 @@
 # -*- coding: utf-8 -*-
 # Copyright: pflab.netfilter contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One TCP connect from inside a network namespace, timed."""
+"""One TCP connect from inside a network namespace, timed, from a source port given by the caller.
+
+The verdict comes from the kernel as soon as it has one: the SYN-ACK (connected), a
+reset (refused), an ICMP error or a missing route (unreachable), or, when the caller
+can see drops (``dropped``, the drop witness), the drop of the SYN or its SYN-ACK;
+the timeout is the fallback when nothing tells. The socket is always asked first: a
+drop counts only while the socket has no answer, and only once it still has none
+SETTLE_MS after the drop was seen (a REJECT's reset is queued before the SYN is
+freed and reaches the socket microseconds later).
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import errno
+import os
+import select
 import socket
 import time
 
@@ -24,31 +35,63 @@ class ProbeError(PflabError):
     pass
 
 
-def tcp_connect(name, address, port, timeout_ms):
-    """Connect once from namespace ``name``; return (outcome, elapsed_ms, source port).
+# How often a probe that waits for its answer asks ``dropped``: from 1 ms, doubling up to this.
+_CHECK_MAX_MS = 16
+SETTLE_MS = 2
 
-    The source port is bound before the connect, so kernel log lines of this
-    connection can be told from any other's.
+
+def tcp_connect(name, address, port, timeout_ms, source_port=0, dropped=None):
+    """Connect once from namespace ``name`` and source port ``source_port`` (0: the kernel's choice);
+    return (outcome, elapsed_ms, source port, what decided).
+
+    The outcome is ``connected``, ``refused``, ``unreachable``, ``dropped`` (``dropped()`` said a
+    filter dropped the SYN or its answer) or ``timeout``; what decided is ``syn-ack``, ``reset``,
+    ``error`` (an ICMP error, or no route), ``witness`` or ``timeout``. The source port is bound
+    before the connect, so kernel log lines of this connection can be told from any other's.
     """
     family = socket.AF_INET6 if ':' in address else socket.AF_INET
     with netns.entered(name):
         sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(timeout_ms / 1000.0)
-    sock.bind(('::' if family == socket.AF_INET6 else '0.0.0.0', 0))
-    source_port = sock.getsockname()[1]
-    start = time.monotonic()
     try:
-        sock.connect((address, port))
-        outcome = 'connected'
-    except socket.timeout:
-        outcome = 'timeout'
-    except ConnectionRefusedError:
-        outcome = 'refused'
-    except OSError as e:
-        if e.errno not in _UNREACHABLE:
-            raise ProbeError('connect to %s port %d from %s: %s' % (address, port, name, e))
-        outcome = 'unreachable'
-    finally:
+        sock.setblocking(False)
+        sock.bind(('::' if family == socket.AF_INET6 else '0.0.0.0', source_port))
+        source_port = sock.getsockname()[1]
+        start = time.monotonic()
+        outcome, decided = _connect(sock, (address, port), start + timeout_ms / 1000.0, dropped)
         elapsed_ms = (time.monotonic() - start) * 1000.0
+    except OSError as e:
+        raise ProbeError('connect to %s port %d from %s: %s' % (address, port, name, e))
+    finally:
         sock.close()
-    return outcome, round(elapsed_ms, 3), source_port
+    return outcome, round(elapsed_ms, 3), source_port, decided
+
+
+def _connect(sock, peer, deadline, dropped):
+    code = sock.connect_ex(peer)
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    check_ms = 1
+
+    def answered(wait_ms):
+        return code not in (errno.EINPROGRESS, errno.EALREADY) or bool(poller.poll(max(0, int(wait_ms + 0.999))))
+
+    while not answered(0):
+        if dropped is not None and dropped():
+            if answered(SETTLE_MS):
+                break
+            return 'dropped', 'witness'
+        left_ms = (deadline - time.monotonic()) * 1000.0
+        if left_ms <= 0:
+            return 'timeout', 'timeout'
+        if answered(left_ms if dropped is None else min(left_ms, check_ms)):
+            break
+        check_ms = min(check_ms * 2, _CHECK_MAX_MS)
+    if code in (errno.EINPROGRESS, errno.EALREADY):
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code == 0:
+        return 'connected', 'syn-ack'
+    if code == errno.ECONNREFUSED:
+        return 'refused', 'reset'
+    if code in _UNREACHABLE:
+        return 'unreachable', 'error'
+    raise OSError(code, os.strerror(code))

@@ -45,6 +45,7 @@ _PASSES = {('to', 'prerouting'): 'syn', ('to', 'input'): 'syn', ('to', 'output')
 _CONNTRACK_PRIORITY = -200  # NF_IP_PRI_CONNTRACK
 # TCP sends a SYN (or SYN-ACK) again after 1 s at the earliest: records that late are a retransmission
 RETRANSMIT_US = 900000
+RETRANSMIT_FIRST_MS = 1000  # TCP_TIMEOUT_INIT
 # (IN set, OUT set) of a LOG line -> the way the packet was going
 _DIRECTION = {(True, False): 'received', (False, True): 'sent', (True, True): 'forwarded', (False, False): 'unknown'}
 _VERSION_TOOLS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
@@ -111,7 +112,7 @@ def step_params(index, step, plan):
 def missing_feature(steps, found, release, bridged, unavailable):
     """Why this host cannot run ``steps`` ([(kind, role, params)]) in a lab (``bridged``: with a switch), or None:
     the first feature needed that the host lacks. ``found`` is host.tools, ``release`` the kernel's, and
-    ``unavailable`` maps 'bpf', 'bpf-tc' and 'ovs' to functions that say why they cannot be used (None: they can)."""
+    ``unavailable`` says why 'bpf', 'bpf-tc' or 'ovs' cannot be used (None: they can)."""
     needed = set(KINDS[kind].needs(params) for kind, dummy, params in steps) | set(['ovs'] if bridged else [])
     needed.discard(None)
     if 'iptables-legacy' in needed:
@@ -123,10 +124,37 @@ def missing_feature(steps, found, release, bridged, unavailable):
         if version < NETDEV_EGRESS_KERNEL:
             return 'kernel %s has no nft netdev egress hook (it came in %d.%d)' % ((release,) + NETDEV_EGRESS_KERNEL)
     for feature in ('bpf', 'bpf-tc', 'ovs'):
-        why = unavailable[feature]() if feature in needed else None
+        why = unavailable(feature) if feature in needed else None
         if why:
             return why
     return None
+
+
+class HostFacts:
+    """What a run needs to know of the host, read once for every run of a suite: the tools (``found``, as
+    host.tools), the kernel release, and why a feature cannot be used (asked once a feature)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.found = host.tools(module.get_bin_path, proc.run)
+        self.release = host.kernel_info()['release']
+        self._why = {}
+
+    def unavailable(self, feature):
+        """Why 'bpf', 'bpf-tc' or 'ovs' cannot be used here, or None."""
+        if feature not in self._why:
+            if feature == 'bpf':
+                why = bpf.available()
+            elif feature == 'bpf-tc':
+                why = self.unavailable('bpf') or (lab.PYROUTE2_IMPORT_ERROR and 'tc programs are attached with '
+                                                  'pyroute2: ' + lab.PYROUTE2_IMPORT_ERROR)
+            else:
+                why = ovs.unavailable(self.module.get_bin_path)
+            self._why[feature] = why
+        return self._why[feature]
+
+    def versions(self):
+        return dict((name, self.found[name]['version']) for name in _VERSION_TOOLS)
 
 
 def _on_alarm(signum, frame):
@@ -142,7 +170,8 @@ class Runner:
 
     def __init__(self, module, scenario, lab_id=None, timeout=30):
         """Check ``scenario`` here too (the controller checked it against the schema, but a module can be
-        reached without its action plugin) and every step's arguments, before any lab exists."""
+        reached without its action plugin) and every step's arguments, before any lab exists. The lab id
+        defaults to ``sc-<pid>`` of the process that builds the runner (a suite builds it in the run's own)."""
         self.module = module
         self.scenario = scenario
         names.check('scenario_id', scenario.get('id'), 'scenario id')
@@ -158,10 +187,13 @@ class Runner:
                                     % (index, kind, role))
         self.layers = set(KINDS[kind].layer for kind, dummy, dummy in self.steps)
         self.probes = [self._probe_spec(i, p) for i, p in enumerate(_list_of(scenario, 'probes', [{}]), 1)]
-        if not self.probes:
-            raise ScenarioError('probes is empty: give at least one probe, or leave probes out for the default')
+        if not 1 <= len(self.probes) <= state.PORTS_BLOCK:
+            raise ScenarioError('probes: give 1 to %d probes, or leave probes out for the default, got %d'
+                                % (state.PORTS_BLOCK, len(self.probes)))
         self.registry = {}
         self.ruleset = {}  # role -> `list ruleset` objects after the last step there
+        self.source_ports = None  # the first of the lab's block of probe source ports, given with the claim
+        self.shared_witness = None
         self.phase = 'start'
 
     def _probe_spec(self, index, spec):
@@ -182,23 +214,22 @@ class Runner:
                     index, key, shown(spec[key])))
         return spec
 
-    def versions(self, found):
-        return dict((name, found[name]['version']) for name in _VERSION_TOOLS)
+    def missing(self, facts):
+        """Why this host (HostFacts) cannot run the scenario, or None."""
+        return missing_feature(self.steps, facts.found, facts.release, bool(self.bridge), facts.unavailable)
 
-    def run(self):
-        """The result of the run; the lab is removed and released before this returns or raises."""
-        found = host.tools(self.module.get_bin_path, proc.run)
-        release = host.kernel_info()['release']
-        result = dict(id=self.scenario['id'], kernel=release, versions=self.versions(found))
-        missing = missing_feature(self.steps, found, release, bool(self.bridge), {
-            'bpf': bpf.available,
-            'bpf-tc': lambda: bpf.available() or (lab.PYROUTE2_IMPORT_ERROR and 'tc programs are attached with pyroute2: '
-                                                  + lab.PYROUTE2_IMPORT_ERROR),
-            'ovs': lambda: ovs.unavailable(self.module.get_bin_path)})
+    def run(self, facts=None, reap=True, shared_witness=None):
+        """The result of the run; the lab is removed and released before this returns or raises. ``facts``
+        (HostFacts) are read here when not given; ``reap`` first removes what runs whose owner is gone left;
+        ``shared_witness`` is a suite's drop witness, which records this process too (else the run makes its own)."""
+        self.shared_witness = shared_witness
+        facts = facts or HostFacts(self.module)
+        result = dict(id=self.scenario['id'], kernel=facts.release, versions=facts.versions())
+        missing = self.missing(facts)
         if missing:
             result.update(status='skipped', reason=missing)
             return result
-        result['cleaned'] = reaper.reap()['changes']
+        result['cleaned'] = reaper.reap()['changes'] if reap else []
         started = time.monotonic()
         previous = signal.signal(signal.SIGALRM, _on_alarm), signal.signal(signal.SIGTERM, _on_term)
         signal.setitimer(signal.ITIMER_REAL, self.timeout)
@@ -212,8 +243,9 @@ class Runner:
                     raise ScenarioError('lab %s is in use by another run' % self.lab_id)
                 self.plan = lab.LabPlan(self.lab_id, self.roles, ifname_tag=state.new_ifname_tag(markers),
                                         bridge=self.bridge)
+                self.source_ports = state.new_source_ports(markers)
                 state.claim(self.lab_id, self.plan.namespaces.values(), state.me(), log=True,
-                            ifname_tag=self.plan.ifname_tag)
+                            ifname_tag=self.plan.ifname_tag, source_ports=self.source_ports)
                 claimed = True
                 nflog.sync()
             result['nf_log_all_netns'] = nflog.read()
@@ -223,8 +255,8 @@ class Runner:
         except (PflabError, OSError) as e:
             error = 'scenario %s, %s: %s' % (self.scenario['id'], self.phase, e)
         finally:
-            # The timer and handlers go first: a signal during the teardown ends the process, and the
-            # next run removes what is left (the lab's marker names this process).
+            # The timer and handlers go first. SIGTERM and SIGINT wait for the teardown; any other signal
+            # that ends the process leaves the lab to the next run (the lab's marker names this process).
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous[0])
             signal.signal(signal.SIGTERM, previous[1])
@@ -241,8 +273,10 @@ class Runner:
         return result
 
     def _teardown(self):
-        """Remove the lab and release its marker; None, or why that failed (the marker then stays)."""
+        """Remove the lab and release its marker; None, or why that failed (the marker then stays). SIGTERM and
+        SIGINT wait until it is done (a suite stopped with Ctrl-C signals its runs twice)."""
         self.phase = 'teardown'
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM, signal.SIGINT))
         try:
             lab.remove_lab(self.lab_id)
             with state.locked():
@@ -250,6 +284,8 @@ class Runner:
                 nflog.sync()
         except (PflabError, OSError) as e:
             return '%s' % e
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return None
 
     def _run_in_lab(self):
@@ -276,7 +312,7 @@ class Runner:
                 nc.start()
         self.phase = 'probes'
         addresses = self.plan.addresses()
-        recording = witness.Witness(self.lab_id)
+        recording = witness.Witness(self.lab_id, shared=self.shared_witness)
         try:
             recording.start(switch.pids() if switch else [])
             cursor = kmsg.cursor_after(kmsg.read_ring())
@@ -285,11 +321,14 @@ class Runner:
                 if number:
                     time.sleep(PROBE_GAP)
                 started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                outcome, elapsed_ms, source_port = probe.tcp_connect(
-                    self.plan.namespaces[spec['from']], addresses[spec['to']], spec['port'], spec['timeout_ms'])
+                early = self._drop_told(recording, spec, started)
+                outcome, elapsed_ms, source_port, decided = probe.tcp_connect(
+                    self.plan.namespaces[spec['from']], addresses[spec['to']], spec['port'], spec['timeout_ms'],
+                    source_port=self.source_ports + number, dropped=early)
                 probes.append(dict(spec, address=addresses[spec['to']], source=self.plan.address_towards(
                     spec['from'], spec['to']), source_port=source_port, outcome=outcome, reached=outcome == 'connected',
-                    elapsed_ms=elapsed_ms, window_ns=[started, time.clock_gettime_ns(time.CLOCK_MONOTONIC)]))
+                    decided_by=decided, elapsed_ms=elapsed_ms,
+                    window_ns=[started, time.clock_gettime_ns(time.CLOCK_MONOTONIC)]))
             self.phase = 'collection'
             events = recording.events()
         finally:
@@ -314,13 +353,29 @@ class Runner:
             trace=trace,
             drops=drops,
             witness=dict(available=recording.reason is None, reason=recording.reason, clock=recording.clock,
-                         other_drops=others),
+                         other_drops=others, overwritten=recording.overwritten),
             lost=lost,
             foreign=foreign,
             retransmitted=retransmitted + late,
             observed=dict(reached=all(p['reached'] for p in probes),
                           trace=[r['prefix'] for r in trace if r['source'] != 'witness']),
         )
+
+    def _drop_told(self, recording, spec, started):
+        """What tells the probe of a drop before its timeout, or None (the timeout decides).
+
+        The drop witness, where no copy of the packet can be dropped while the packet goes on (a switch
+        joining more than two namespaces floods copies) and the probe ends before TCP's first retransmission
+        (1 s), which could still pass where the first SYN was dropped. probe.tcp_connect takes a drop only
+        while the socket has no answer. Drops are told apart by process (the run's, its switch's), not by
+        packet: a filter drop of another packet in that context (a host's, handled in the run's softirq)
+        while the probe's own answer is late would end the probe too early; on a lab's veths the answer
+        comes within the connect call.
+        """
+        flooded = self.bridge and len(self.roles) > 3
+        if recording.reason or not recording.live or flooded or spec['timeout_ms'] >= RETRANSMIT_FIRST_MS:
+            return None
+        return lambda: recording.dropped_since(started)
 
     def _observe(self, step, role, filter_name):
         """Snapshot, after step ``step``, of what the layers the scenario uses hold in ``role``'s namespace."""

@@ -32,6 +32,11 @@ from ansible_collections.pflab.netfilter.plugins.module_utils.errors import Pfla
 RUN_DIR = '/run/pflab'
 _MARKER = re.compile(r'lab-(?P<lab>.+)\.json')
 _BOOT_ID = '/proc/sys/kernel/random/boot_id'
+# Probes' source ports: one block per lab, below the kernel's default ephemeral range (32768-60999), so
+# no two live labs' probes share a port and a LOG record's ports name its lab.
+PORTS_FIRST = 20000
+PORTS_BLOCK = 64
+PORTS_BLOCKS = 199
 
 
 class StateError(PflabError):
@@ -83,9 +88,10 @@ def _marker_path(lab):
     return os.path.join(RUN_DIR, 'lab-%s.json' % names.check('lab', lab, 'lab name'))
 
 
-def claim(lab, namespaces, owner, log, ifname_tag=None):
+def claim(lab, namespaces, owner, log, ifname_tag=None, source_ports=None):
     """Write the marker of a new lab; StateError when the lab has one already. Call under ``locked()``."""
-    marker = {'lab': lab, 'owner': owner, 'namespaces': sorted(namespaces), 'log': bool(log), 'ifname_tag': ifname_tag}
+    marker = {'lab': lab, 'owner': owner, 'namespaces': sorted(namespaces), 'log': bool(log), 'ifname_tag': ifname_tag,
+              'source_ports': source_ports}
     try:
         fd = os.open(_marker_path(lab), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -113,6 +119,17 @@ def new_ifname_tag(markers):
                                                                  for dummy in range(3))
         if tag not in taken:
             return tag
+
+
+def new_source_ports(markers):
+    """The first port of a block of PORTS_BLOCK probe source ports that no lab in ``markers`` holds; StateError
+    when every block is held. Call under ``locked()``."""
+    taken = set(m.get('source_ports') for m in markers.values() if m)
+    for block in range(PORTS_BLOCKS):
+        first = PORTS_FIRST + block * PORTS_BLOCK
+        if first not in taken:
+            return first
+    raise StateError('every block of probe source ports (%d labs) is held by a live lab' % PORTS_BLOCKS)
 
 
 def release(lab):

@@ -17,7 +17,7 @@ description:
     whether iptables-legacy can run at all, the sysctls a lab depends on and the labs present.
   - Reads only. It never lists an iptables-legacy table, since reading an absent table with C(-t)
     creates it and registers its hooks.
-  - The P(pflab.netfilter.lab_host#role) role uses it for its preflight.
+  - M(pflab.netfilter.host_prepare) (the P(pflab.netfilter.lab_host#role) role) reads the same for its preflight.
 author:
   - pflab.netfilter developers (@pflab)
 options: {}

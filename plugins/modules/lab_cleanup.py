@@ -22,8 +22,8 @@ description:
     veths, the listeners' pidfiles and logs, and its marker. Then sets C(net.netfilter.nf_log_all_netns) to what the
     remaining labs need, its original value when none does.
   - Labs whose owner runs are never touched, so this is safe while other runs go on.
-  - M(pflab.netfilter.scenario) does the same before each run, and the role P(pflab.netfilter.lab_host#role) when it
-    prepares a host.
+  - M(pflab.netfilter.scenario) does the same before each run, M(pflab.netfilter.suite) before and after its runs,
+    and M(pflab.netfilter.host_prepare) (the role P(pflab.netfilter.lab_host#role)) when it prepares a host.
 author:
   - pflab.netfilter developers (@pflab)
 requirements:

@@ -92,6 +92,12 @@ source_port:
   returned: success
   type: int
   sample: 40312
+decided_by:
+  description: What gave the outcome; V(syn-ack), V(reset), V(error) (an ICMP error, or no route) or V(timeout)
+    (nothing answered in O(timeout_ms)).
+  returned: success
+  type: str
+  sample: timeout
 '''
 
 import ipaddress
@@ -123,11 +129,11 @@ def main():
     if not 1 <= p['timeout_ms'] <= probe.TIMEOUT_MS_MAX:
         module.fail_json(msg='timeout_ms must be from 1 to %d, got %d' % (probe.TIMEOUT_MS_MAX, p['timeout_ms']))
     try:
-        outcome, elapsed_ms, source_port = probe.tcp_connect(p['netns'], address, p['port'], p['timeout_ms'])
+        outcome, elapsed_ms, source_port, decided = probe.tcp_connect(p['netns'], address, p['port'], p['timeout_ms'])
     except (PflabError, OSError) as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=False, reached=outcome == 'connected', outcome=outcome, elapsed_ms=elapsed_ms,
-                     source_port=source_port)
+                     source_port=source_port, decided_by=decided)
 
 
 if __name__ == '__main__':

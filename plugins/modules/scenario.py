@@ -179,13 +179,20 @@ unregistered:
   type: list
   elements: dict
 probes:
-  description: Each probe with its outcome (V(connected), V(refused), V(timeout), V(unreachable)), source port, and
-    C(window_ns), its start and end on CLOCK_MONOTONIC.
+  description:
+    - Each probe with its outcome (V(connected), V(refused), V(unreachable), V(dropped) or V(timeout)), its source port
+      (from the lab's block, given with the claim, so that no two live labs' probes share one), and C(window_ns), its
+      start and end on CLOCK_MONOTONIC.
+    - C(decided_by) says how the outcome was known; V(syn-ack), V(reset), V(error) (an ICMP error, or no route),
+      V(witness) or V(timeout) (nothing told before C(timeout_ms)). V(witness) - the drop witness saw a filter drop
+      in this run's context while the socket had no answer, and the socket still had none 2 ms later; the probe
+      ends then, where no flooded copy can be the one dropped (a switch joining more than two namespaces) and
+      C(timeout_ms) is below TCP's first retransmission (1 s), after which a retransmitted SYN could still pass.
   returned: when RV(status=ran)
   type: list
   elements: dict
-  sample: [{from: client, to: server, address: 198.18.0.2, port: 12345, source_port: 40312, outcome: timeout,
-            reached: false, elapsed_ms: 200.3, timeout_ms: 200, window_ns: [91236400000, 91236601000]}]
+  sample: [{from: client, to: server, address: 198.18.0.2, port: 12345, source_port: 20000, outcome: dropped,
+            decided_by: witness, reached: false, elapsed_ms: 0.8, timeout_ms: 200, window_ns: [91236400000, 91236601000]}]
 trace:
   description:
     - The probes' SYN and SYN-ACK as the packet met the filters, C(source) V(log) (a LOG record, with its kernel
@@ -213,10 +220,11 @@ witness:
   description:
     - Whether the drop witness ran (C(available)), and if not why (C(reason)); the clock the trace shares and its
       check (C(clock)); C(other_drops), drops during the probes that were no filter's (a flooded copy, say),
-      left out of RV(trace).
+      left out of RV(trace); C(overwritten), events the witness's buffer lost while the run recorded (drops may be
+      missing then; in a suite's shared buffer, any run's events count).
   returned: when RV(status=ran)
   type: dict
-  sample: {available: true, reason: null, other_drops: 0,
+  sample: {available: true, reason: null, other_drops: 0, overwritten: 0,
            clock: {name: CLOCK_MONOTONIC, trace_clock: mono, checked: true}}
 lost:
   description: Kernel log records overwritten before they were read (the trace may miss lines when not 0).

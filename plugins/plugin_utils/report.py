@@ -232,6 +232,10 @@ def evaluate(scenario, run):
     if run.get('lost'):
         reasons.append('%d kernel log records were lost before they were read: the trace may be incomplete'
                        % run['lost'])
+    overwritten = (run.get('witness') or {}).get('overwritten')
+    if overwritten:
+        reasons.append('the drop witness\'s buffer overflowed during the run (%d events overwritten): drops may be '
+                       'missing from the trace' % overwritten)
     if run.get('retransmitted'):
         reasons.append('%d kernel log records of retransmitted SYNs or SYN-ACKs (a second or more after the first) '
                        'are not in the trace' % run['retransmitted'])

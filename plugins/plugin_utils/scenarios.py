@@ -148,6 +148,27 @@ def _yaml_problem(error):
     return '%s%s' % ('line %d, column %d: ' % (mark.line + 1, mark.column + 1) if mark else '', problem)
 
 
+def read(args, find):
+    """The scenario that ``args`` (a scenario task's, or one item of a suite) names: exactly one of ``src`` (a
+    file, relative paths resolved by ``find``) and ``scenario`` (data), checked, with ``variant`` applied."""
+    if not isinstance(args, dict):
+        raise ScenarioFileError('a scenario is given as src, scenario and variant, got %s' % shown(args))
+    if ('src' in args) == ('scenario' in args):
+        raise ScenarioFileError('give exactly one of src and scenario')
+    if 'src' in args:
+        if not isinstance(args['src'], str):
+            raise ScenarioFileError('src is a path, got %s' % shown(args['src']))
+        path = args['src'] if os.path.isabs(args['src']) else find(args['src'])
+        data, origin = load(path), path
+    else:
+        data = args['scenario']
+        origin = 'scenario %s' % (shown(data.get('id')) if isinstance(data, dict) else '(not a mapping)')
+        check(data, origin)
+    if args.get('variant'):
+        data = apply_variant(data, args['variant'], origin)
+    return data
+
+
 def apply_variant(scenario, variant, origin):
     """A copy of ``scenario`` changed by ``variant`` (see the scenario module's variant option)."""
     if not isinstance(variant, dict):

@@ -73,18 +73,20 @@ LEGACY = ('iptables', dict(backend='legacy', chains=[dict(name='INPUT')]))
 
 def test_a_missing_feature_skips_with_its_reason():
     found = {'iptables-legacy': {'path': None, 'version': None}}
-    assert 'netdev egress' in scenario.missing_feature(_steps(NETDEV_EGRESS), found, '5.10.0-28-amd64', False, {})
-    assert scenario.missing_feature(_steps(NETDEV_EGRESS), found, '6.1.0-18-amd64', False, {}) is None
-    none = {'bpf': lambda: None, 'bpf-tc': lambda: None, 'ovs': lambda: None}
-    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', False, dict(none, bpf=lambda: 'no bpf(2)')) == 'no bpf(2)'
-    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', False, none) is None
-    assert scenario.missing_feature([], found, '6.1.0', True, dict(none, ovs=lambda: 'no ovs')) == 'no ovs'
-    assert scenario.missing_feature([], found, '6.1.0', False, dict(none, ovs=lambda: 'no ovs')) is None
-    assert 'iptables-legacy' in scenario.missing_feature(_steps(LEGACY), found, '6.1.0', False, {})
+
+    def only(**why):
+        return lambda feature: why.get(feature.replace('-', '_'))
+
+    assert 'netdev egress' in scenario.missing_feature(_steps(NETDEV_EGRESS), found, '5.10.0-28-amd64', False, only())
+    assert scenario.missing_feature(_steps(NETDEV_EGRESS), found, '6.1.0-18-amd64', False, only()) is None
+    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', False, only(bpf='no bpf(2)')) == 'no bpf(2)'
+    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', False, only()) is None
+    assert scenario.missing_feature([], found, '6.1.0', True, only(ovs='no ovs')) == 'no ovs'
+    assert scenario.missing_feature([], found, '6.1.0', False, only(ovs='no ovs')) is None
+    assert 'iptables-legacy' in scenario.missing_feature(_steps(LEGACY), found, '6.1.0', False, only())
     tc = ('bpf', dict(interface='client', hook='tc'))
-    assert scenario.missing_feature(_steps(tc), found, '6.1.0', False, dict(none, **{'bpf-tc': lambda: 'no pyroute2'})) \
-        == 'no pyroute2'
-    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', False, dict(none, **{'bpf-tc': lambda: 'no'})) is None
+    assert scenario.missing_feature(_steps(tc), found, '6.1.0', False, only(bpf_tc='no pyroute2')) == 'no pyroute2'
+    assert scenario.missing_feature(_steps(XDP), found, '6.1.0', False, only(bpf_tc='no')) is None
 
 
 @pytest.mark.parametrize('args, message', [

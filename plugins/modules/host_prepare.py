@@ -1,0 +1,159 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pflab.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: host_prepare
+short_description: Make a host ready for packet filter labs in one task
+version_added: 0.7.0
+description:
+  - Reads the host as M(pflab.netfilter.host_info) does, fails when its kernel is older than O(min_kernel), and removes
+    what runs whose owner is gone left behind, as M(pflab.netfilter.lab_cleanup) does.
+  - When a tool every lab needs (C(nsenter), C(nc), C(nft), C(iptables-nft), C(ip)) or pyroute2 is missing, the action
+    plugin installs O(packages) with M(ansible.builtin.package) and reads the host again; when nothing is missing,
+    the task is one module call.
+  - Warns when iptables-legacy cannot run (scenarios that need it are skipped with the reason), and names namespaces
+    that look like labs but carry no marker.
+  - The role P(pflab.netfilter.lab_host#role) is this task.
+author:
+  - pflab.netfilter developers (@pflab)
+options:
+  min_kernel:
+    description: Oldest kernel version accepted, V(major.minor) or V(major.minor.patch) (the patch is not compared).
+    type: str
+    default: '5.4'
+  install:
+    description: Install the packages when a tool is missing; when false, fail and name what is missing.
+    type: bool
+    default: true
+  packages:
+    description: Packages to install instead of the distribution's list (Debian and Ubuntu have one).
+    type: list
+    elements: str
+    default: []
+  cleanup_unmarked:
+    description: Also remove namespaces named like labs that carry no marker.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Installs nothing and removes nothing; says what it would remove.
+  diff_mode:
+    support: none
+    description: No diff is produced.
+  action:
+    support: full
+    description: The action plugin installs the packages between two module calls.
+seealso:
+  - module: pflab.netfilter.host_info
+  - module: pflab.netfilter.lab_cleanup
+'''
+
+EXAMPLES = r'''
+- name: Make the host ready for labs
+  pflab.netfilter.host_prepare:
+  register: prepared
+
+- name: Show the kernel the labs run on
+  ansible.builtin.debug:
+    msg: "{{ prepared.kernel.release }}; iptables-legacy usable: {{ prepared.iptables_legacy.usable }}"
+'''
+
+RETURN = r'''
+kernel:
+  description: Kernel release and version, as M(pflab.netfilter.host_info) returns them, like every key it returns
+    (C(os), C(tools), C(iptables_legacy), C(sysctls), C(labs), C(python_modules)).
+  returned: always
+  type: dict
+  sample: {release: 6.1.0-18-amd64, version: '6.1'}
+missing:
+  description: What a lab needs that the host lacks (empty once ready).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+install:
+  description: The packages the action plugin is to install (only in the first call, when something is missing).
+  returned: always
+  type: list
+  elements: str
+installed:
+  description: Whether packages were installed.
+  returned: always
+  type: bool
+changes:
+  description: What was removed (or would be, in check mode), left by runs whose owner is gone.
+  returned: always
+  type: list
+  elements: str
+unmarked:
+  description: Namespaces named like labs that carry no marker, left in place unless O(cleanup_unmarked).
+  returned: always
+  type: list
+  elements: str
+'''
+
+import re
+
+from ansible_collections.pflab.netfilter.plugins.module_utils import host, proc, reaper
+from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
+from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
+
+
+def _version(text):
+    return tuple(int(n) for n in text.split('.')[:2])
+
+
+def main():
+    module = PflabModule(
+        argument_spec=dict(
+            min_kernel=dict(type='str', default='5.4'),
+            install=dict(type='bool', default=True),
+            packages=dict(type='list', elements='str', default=[]),
+            cleanup_unmarked=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not re.fullmatch(r'[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3})?', p['min_kernel']):
+        module.fail_json(msg='min_kernel is major.minor or major.minor.patch (for example 5.4), got %r'
+                             % p['min_kernel'][:20])
+    facts = host.gather(module.get_bin_path, proc.run)
+    if facts['kernel']['version'] is None or _version(facts['kernel']['version']) < _version(p['min_kernel']):
+        module.fail_json(msg='pflab.netfilter needs Linux >= %s; this host runs %s' % (
+            p['min_kernel'], facts['kernel']['release']), **facts)
+    missing = host.missing(facts)
+    if missing and p['install']:
+        packages = p['packages'] or host.os_packages(facts['os'])
+        if not packages:
+            module.fail_json(msg='no package list for %s %s; set packages, or install=false and install by hand: %s, '
+                                 'iptables-legacy (optional), python3-pyroute2' % (
+                                     facts['os']['id'], facts['os']['version_id'], ', '.join(host.REQUIRED_TOOLS)),
+                             **facts)
+        module.exit_json(changed=False, missing=missing, install=packages, installed=False, changes=[], unmarked=[],
+                         **facts)
+    if missing:
+        module.fail_json(msg='missing: %s' % ', '.join(missing), missing=missing, **facts)
+    if not facts['iptables_legacy']['usable']:
+        module.warn('iptables-legacy experiments will be skipped: %s' % facts['iptables_legacy']['reason'])
+    try:
+        reaped = reaper.reap(module.check_mode, p['cleanup_unmarked'])
+    except (PflabError, OSError) as e:
+        module.fail_json(msg=str(e), **facts)
+    if reaped['failed']:
+        module.fail_json(msg='; '.join(reaped['failed']), **facts)
+    if reaped['unmarked'] and not p['cleanup_unmarked']:
+        module.warn('namespaces without a lab marker (made by hand or by a release before 0.5.0), left in place: %s; '
+                    'remove them with cleanup_unmarked' % ', '.join(reaped['unmarked']))
+    module.exit_json(changed=bool(reaped['changes']), missing=[], install=[], installed=False,
+                     changes=reaped['changes'], unmarked=reaped['unmarked'], **facts)
+
+
+if __name__ == '__main__':
+    main()
