@@ -98,8 +98,7 @@ class Listener:
 
     def forget(self):
         for path in (self.pidfile, self.logfile):
-            if os.path.exists(path):
-                os.unlink(path)
+            _unlink(path)
 
 
 _FILE = re.compile(r'nc-(?P<netns>.+)-(?P<port>[0-9]{1,5})\.(?:pid|log)')
@@ -115,9 +114,11 @@ def _files():
             for entry, found in ((e, _FILE.fullmatch(e)) for e in entries) if found]
 
 
-def orphans():
-    """Pidfiles and logs of listeners whose namespace no longer exists."""
-    return [path for path, name in _files() if not os.path.lexists(os.path.join(netns.NETNS_DIR, name))]
+def orphans(kept=()):
+    """Pidfiles and logs of listeners whose namespace no longer exists, but those of namespaces in ``kept``
+    (a live lab's, whose run is removing it)."""
+    return [path for path, name in _files()
+            if name not in kept and not os.path.lexists(os.path.join(netns.NETNS_DIR, name))]
 
 
 def forget_netns(name):
@@ -125,4 +126,11 @@ def forget_netns(name):
     namespace named like it plus a suffix keeps its own)."""
     for path, owner in _files():
         if owner == name:
-            os.unlink(path)
+            _unlink(path)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # removed meanwhile (by the reaper of a run that thought its namespace gone)

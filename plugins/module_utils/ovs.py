@@ -181,14 +181,15 @@ def forget_netns(name):
         stop(rundir(name))
 
 
-def orphans():
-    """Switch directories whose namespace no longer exists (``stop`` removes them, with daemons still running)."""
+def orphans(kept=()):
+    """Switch directories whose namespace no longer exists (``stop`` removes them, with daemons still running), but
+    those of namespaces in ``kept`` (a live lab's, whose run is removing it)."""
     try:
         entries = sorted(os.listdir(RUN_DIR))
     except OSError:
         return []
     return [os.path.join(RUN_DIR, e) for e, m in ((e, _DIR.fullmatch(e)) for e in entries)
-            if m and os.path.isdir(os.path.join(RUN_DIR, e))
+            if m and os.path.isdir(os.path.join(RUN_DIR, e)) and m.group('netns') not in kept
             and not os.path.lexists(os.path.join(netns.NETNS_DIR, m.group('netns')))]
 
 

@@ -8,8 +8,8 @@ reset (refused), an ICMP error or a missing route (unreachable), or, when the ca
 can see drops (``dropped``, the drop witness), the drop of the SYN or its SYN-ACK;
 the timeout is the fallback when nothing tells. The socket is always asked first: a
 drop counts only while the socket has no answer, and only once it still has none
-SETTLE_MS after the drop was seen (a REJECT's reset is queued before the SYN is
-freed and reaches the socket microseconds later).
+SETTLE_MS after the drop was seen (on veths, a REJECT's reset is queued before the
+SYN is freed and reaches the socket microseconds later).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -82,6 +82,8 @@ def _connect(sock, peer, deadline, dropped):
             return 'dropped', 'witness'
         left_ms = (deadline - time.monotonic()) * 1000.0
         if left_ms <= 0:
+            if answered(0):  # it came while dropped() was read
+                break
             return 'timeout', 'timeout'
         if answered(left_ms if dropped is None else min(left_ms, check_ms)):
             break

@@ -52,7 +52,15 @@ def find():
                 scratch.append(name)
         elif name.startswith(netns.PREFIX + '-') and _lab_of(name) not in markers:
             unmarked.append(name)
-    return {'labs': labs, 'scratch': scratch, 'unmarked': unmarked, 'files': listener.orphans() + ovs.orphans()}
+    return {'labs': labs, 'scratch': scratch, 'unmarked': unmarked, 'files': _orphans(markers, labs)}
+
+
+def _orphans(markers, stale):
+    """Listener files and switch directories whose namespace is gone, but a live lab's: its run removes its
+    namespaces first, then their files."""
+    kept = set(name for lab_id, marker in markers.items() if marker and lab_id not in stale
+               for name in marker.get('namespaces', []))
+    return listener.orphans(kept) + ovs.orphans(kept)
 
 
 def reap(check_mode=False, unmarked=False):
@@ -85,7 +93,7 @@ def reap(check_mode=False, unmarked=False):
                     state.release(name)
         for name in found['scratch'] + (found['unmarked'] if unmarked else []):
             changes += (attempt('remove namespace %s' % name, lab.remove_namespace, name, check_mode) or ([],))[0]
-        for path in listener.orphans() + ovs.orphans() if not check_mode else found['files']:
+        for path in _orphans(state.markers(), found['labs']) if not check_mode else found['files']:
             changes.append('remove %s (its namespace is gone)' % path)
             if not check_mode:
                 attempt('remove %s' % path, ovs.stop if os.path.isdir(path) else os.unlink, path)

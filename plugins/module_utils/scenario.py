@@ -50,6 +50,7 @@ RETRANSMIT_FIRST_MS = 1000  # TCP_TIMEOUT_INIT
 _DIRECTION = {(True, False): 'received', (False, True): 'sent', (True, True): 'forwarded', (False, False): 'unknown'}
 _VERSION_TOOLS = ('iptables', 'iptables-legacy', 'iptables-nft', 'nft', 'ip')
 NETDEV_EGRESS_KERNEL = (5, 16)
+TIMEOUT_MAX = 3600  # seconds a run may take at most
 
 
 class ScenarioError(PflabError):
@@ -157,6 +158,9 @@ class HostFacts:
         return dict((name, self.found[name]['version']) for name in _VERSION_TOOLS)
 
 
+_HELD = (signal.SIGALRM, signal.SIGTERM, signal.SIGINT)  # signals that wait for the removal of what a run made
+
+
 def _on_alarm(signum, frame):
     raise ScenarioTimeout('timed out')
 
@@ -255,13 +259,19 @@ class Runner:
         except (PflabError, OSError) as e:
             error = 'scenario %s, %s: %s' % (self.scenario['id'], self.phase, e)
         finally:
-            # The timer and handlers go first. SIGTERM and SIGINT wait for the teardown; any other signal
-            # that ends the process leaves the lab to the next run (the lab's marker names this process).
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous[0])
-            signal.signal(signal.SIGTERM, previous[1])
-            if claimed:
-                left = self._teardown()
+            # The timer's alarm, SIGTERM and SIGINT wait (blocked) until the teardown is done; a pending alarm
+            # is dropped with the timer. Any other signal that ends the process leaves the lab to the next
+            # run (the lab's marker names this process).
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.sigtimedwait((signal.SIGALRM,), 0)
+                signal.signal(signal.SIGALRM, previous[0])
+                signal.signal(signal.SIGTERM, previous[1])
+                if claimed:
+                    left = self._teardown()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if claimed:
             removed = '; the lab was removed' if left is None else \
                 '; the lab could not be removed (%s): lab_cleanup removes it once this run has ended' % left
@@ -273,10 +283,8 @@ class Runner:
         return result
 
     def _teardown(self):
-        """Remove the lab and release its marker; None, or why that failed (the marker then stays). SIGTERM and
-        SIGINT wait until it is done (a suite stopped with Ctrl-C signals its runs twice)."""
+        """Remove the lab and release its marker; None, or why that failed (the marker then stays)."""
         self.phase = 'teardown'
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM, signal.SIGINT))
         try:
             lab.remove_lab(self.lab_id)
             with state.locked():
@@ -284,8 +292,6 @@ class Runner:
                 nflog.sync()
         except (PflabError, OSError) as e:
             return '%s' % e
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return None
 
     def _run_in_lab(self):
@@ -316,7 +322,7 @@ class Runner:
         try:
             recording.start(switch.pids() if switch else [])
             cursor = kmsg.cursor_after(kmsg.read_ring())
-            probes = []
+            probes, ports = [], self._source_ports()
             for number, spec in enumerate(self.probes):
                 if number:
                     time.sleep(PROBE_GAP)
@@ -324,7 +330,7 @@ class Runner:
                 early = self._drop_told(recording, spec, started)
                 outcome, elapsed_ms, source_port, decided = probe.tcp_connect(
                     self.plan.namespaces[spec['from']], addresses[spec['to']], spec['port'], spec['timeout_ms'],
-                    source_port=self.source_ports + number, dropped=early)
+                    source_port=ports[number], dropped=early)
                 probes.append(dict(spec, address=addresses[spec['to']], source=self.plan.address_towards(
                     spec['from'], spec['to']), source_port=source_port, outcome=outcome, reached=outcome == 'connected',
                     decided_by=decided, elapsed_ms=elapsed_ms,
@@ -332,8 +338,8 @@ class Runner:
             self.phase = 'collection'
             events = recording.events()
         finally:
-            # not cut short by the run's timer or SIGTERM: they arrive once the instance is gone
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGALRM, signal.SIGTERM))
+            # not cut short by the run's timer, SIGTERM or SIGINT: they arrive once the instance is gone
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
             try:
                 recording.stop()
             finally:
@@ -361,19 +367,34 @@ class Runner:
                           trace=[r['prefix'] for r in trace if r['source'] != 'witness']),
         )
 
+    def _source_ports(self):
+        """A source port for each probe from the lab's block, none a port a listener of the lab uses in the probe's
+        namespace."""
+        listening = set((spec['to'], spec['port']) for spec in self.probes)
+        block = iter(range(self.source_ports, self.source_ports + state.PORTS_BLOCK))
+        ports = []
+        for spec in self.probes:
+            port = next((p for p in block if (spec['from'], p) not in listening), None)
+            if port is None:
+                raise ScenarioError('the probes\' listeners take too many of the lab\'s %d source ports (%d-%d): '
+                                    'give listener ports outside that range' % (
+                                        state.PORTS_BLOCK, self.source_ports, self.source_ports + state.PORTS_BLOCK - 1))
+            ports.append(port)
+        return ports
+
     def _drop_told(self, recording, spec, started):
         """What tells the probe of a drop before its timeout, or None (the timeout decides).
 
-        The drop witness, where no copy of the packet can be dropped while the packet goes on (a switch
-        joining more than two namespaces floods copies) and the probe ends before TCP's first retransmission
-        (1 s), which could still pass where the first SYN was dropped. probe.tcp_connect takes a drop only
-        while the socket has no answer. Drops are told apart by process (the run's, its switch's), not by
-        packet: a filter drop of another packet in that context (a host's, handled in the run's softirq)
-        while the probe's own answer is late would end the probe too early; on a lab's veths the answer
-        comes within the connect call.
+        The drop witness, in a lab whose links are veth pairs (through a switch, a packet takes its way
+        asynchronously through the switch's daemon, which taps its copy before a filter of the switch's
+        namespace runs: a drop there is not the packet's end) and for a probe that ends before TCP's first
+        retransmission (1 s), which could still pass where the first SYN was dropped. probe.tcp_connect
+        takes a drop only while the socket has no answer. Drops are told apart by process, not by packet:
+        a filter drop of another packet in the run's context (a host's, handled in its softirq) while the
+        probe's own answer is late would end the probe too early; on veths the answer comes within the
+        connect call.
         """
-        flooded = self.bridge and len(self.roles) > 3
-        if recording.reason or not recording.live or flooded or spec['timeout_ms'] >= RETRANSMIT_FIRST_MS:
+        if recording.reason or not recording.live or self.bridge or spec['timeout_ms'] >= RETRANSMIT_FIRST_MS:
             return None
         return lambda: recording.dropped_since(started)
 

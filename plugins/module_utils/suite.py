@@ -6,8 +6,9 @@
 Every scenario and step is checked before any lab exists, the host is read and
 stale labs are reaped once. Then each scenario runs in a child process of its own
 (fork), exactly as one call of the scenario module does: the child's pid names
-its lab (``sc-<pid>``) and owns its marker, its drop witness (``set_event_pid``)
-and its timer, and its lab is removed in ``finally``. Labs never share interface
+its lab (``sc-<pid>``) and owns its marker and its timer, and its lab is removed
+in ``finally``. The suite's one drop witness records the children it forks
+(``event-fork``); each reads its own process's events. Labs never share interface
 names or probe source ports (both are given with the claim), so LOG records
 are told apart by lab and port. The child sends its result as JSON through a
 pipe. A child that ends without a result (killed, crashed) or outlives its
@@ -74,6 +75,7 @@ class Suite:
                 self.checked.append(e)
         self.cleaned = []
         self.stopped_by = None  # the signal that stops the suite
+        self.pid = os.getpid()
 
     def checked_results(self):
         """The results of check mode: each scenario's checks, nothing run."""
@@ -101,22 +103,25 @@ class Suite:
         lab.preload()
         wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(wakeup_w, False)
-        previous = dict((s, signal.signal(s, self._on_signal)) for s in _SIGNALS)
-        previous_wakeup = signal.set_wakeup_fd(wakeup_w)
         running = {}
         recording = witness.Witness('suite', forks=True)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        previous = dict((s, signal.signal(s, self._on_signal)) for s in _SIGNALS)
+        previous_wakeup = signal.set_wakeup_fd(wakeup_w)
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             recording.start()
             if not recording.live:
                 recording.stop()  # it pauses while read (kernels before 5.11): each run records with one of its own
             self._schedule(queue, running, results, facts, recording if recording.live else None, wakeup_r)
         finally:
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+            # a signal meanwhile only sets stopped_by (a second Ctrl-C, say): the cleanup goes on
             try:
                 self._end(running, results)
                 recording.stop()
                 self._reap()
             finally:
+                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
                 signal.set_wakeup_fd(previous_wakeup)
                 for s, handler in previous.items():
                     signal.signal(s, handler)
@@ -137,7 +142,7 @@ class Suite:
         with selectors.DefaultSelector() as selector:
             selector.register(wakeup, selectors.EVENT_READ)
             while (queue or running) and not self.stopped_by:
-                while queue and len(running) < self.parallel:
+                while queue and len(running) < self.parallel and not self.stopped_by:
                     child = self._fork(queue.pop(0), facts, shared, running)
                     running[child.pid] = child
                     selector.register(child.fd, selectors.EVENT_READ, child)
@@ -162,25 +167,31 @@ class Suite:
     def _fork(self, index, facts, shared, running):
         read_fd, write_fd = os.pipe()
         held = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+        finally:
+            if os.getpid() == self.pid:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if pid == 0:
+            self._child(index, facts, shared, read_fd, write_fd, running, held)
+        os.close(write_fd)
+        return _Child(index, pid, read_fd, time.monotonic() + self.timeout + GRACE)
+
+    def _child(self, index, facts, shared, read_fd, write_fd, running, held):
+        """In the child process (signals still blocked): run one scenario, write its result, and end without
+        returning, whatever happens."""
+        code = 1
+        try:
             # the suite's handlers and wakeup fd are not the run's: it installs its own for SIGTERM, and SIGINT
             # (Ctrl-C reaches the whole process group) raises KeyboardInterrupt through its teardown
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            self._child(index, facts, shared, read_fd, write_fd, running)
-        try:
-            os.close(write_fd)
-            return _Child(index, pid, read_fd, time.monotonic() + self.timeout + GRACE)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-
-    def _child(self, index, facts, shared, read_fd, write_fd, running):
-        """In the child process: run one scenario, write its result, and end without returning."""
-        code = 1
-        try:
             os.close(read_fd)
             for child in running.values():
                 os.close(child.fd)
@@ -220,10 +231,11 @@ class Suite:
             os.kill(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + GRACE
         while running:
+            late = time.monotonic() > deadline
             for child in list(running.values()):
-                if os.waitpid(child.pid, os.WNOHANG) != (0, 0) or time.monotonic() > deadline:
-                    if time.monotonic() > deadline:
-                        os.kill(child.pid, signal.SIGKILL)
+                if os.waitpid(child.pid, os.WNOHANG) != (0, 0) or late:
+                    if late:
+                        os.kill(child.pid, signal.SIGKILL)  # not waited for yet: at most a zombie
                         os.waitpid(child.pid, 0)
                     del running[child.pid]
                     results[child.index] = _failed(self.scenarios[child.index], 'scenario %s: stopped with the suite'

@@ -135,6 +135,7 @@ class Witness:
         self.live = False  # reading ``trace`` does not pause the recording
         self.overwritten = 0  # events the ring buffer overwrote while this run recorded
         self._overrun_at_start = 0
+        self.since_ns = 0
         self.clock = dict(name='CLOCK_MONOTONIC', trace_clock='mono', checked=False)
 
     def _write(self, relative, value):
@@ -163,6 +164,7 @@ class Witness:
             self.path, self.live, self.clock = self.shared.path, self.shared.live, dict(self.shared.clock)
             self.pids = set([self.pid] + threads)
             self._overrun_at_start = self._overrun()
+            self.since_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - 1000  # the instance holds its past (us times)
             return
         # not another run's private mount: it goes when that run ends
         mounts = [m for m in tracefs_mounts() if os.path.isdir(os.path.join(m, 'instances'))
@@ -219,7 +221,7 @@ class Witness:
         events the buffer lost meanwhile (any process's, in a suite's instance)."""
         if self.reason or not self.path:
             return []
-        found = [e for e in self._read() if e['event'] != 'marker']
+        found = [e for e in self._read() if e['event'] != 'marker' and e['time_ns'] >= self.since_ns]
         self.overwritten = self._overrun() - self._overrun_at_start
         return found
 

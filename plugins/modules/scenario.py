@@ -186,8 +186,9 @@ probes:
     - C(decided_by) says how the outcome was known; V(syn-ack), V(reset), V(error) (an ICMP error, or no route),
       V(witness) or V(timeout) (nothing told before C(timeout_ms)). V(witness) - the drop witness saw a filter drop
       in this run's context while the socket had no answer, and the socket still had none 2 ms later; the probe
-      ends then, where no flooded copy can be the one dropped (a switch joining more than two namespaces) and
-      C(timeout_ms) is below TCP's first retransmission (1 s), after which a retransmitted SYN could still pass.
+      ends then in labs of veth pairs (not through a C(bridge), where the switch's daemon forwards a packet later and
+      taps its copy before the switch namespace's filters run) when C(timeout_ms) is below TCP's first
+      retransmission (1 s), after which a retransmitted SYN could still pass.
   returned: when RV(status=ran)
   type: list
   elements: dict
@@ -266,9 +267,6 @@ from ansible_collections.pflab.netfilter.plugins.module_utils.errors import Pfla
 from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
-TIMEOUT_MAX = 3600
-
-
 def main():
     module = PflabModule(
         argument_spec=dict(
@@ -285,8 +283,8 @@ def main():
     if p['scenario'] is None:
         module.fail_json(msg='the scenario was not read: run this module through its action plugin '
                              '(pflab.netfilter.scenario in a task), which reads src on the controller')
-    if not 1 <= p['timeout'] <= TIMEOUT_MAX:
-        module.fail_json(msg='timeout must be from 1 to %d seconds, got %d' % (TIMEOUT_MAX, p['timeout']))
+    if not 1 <= p['timeout'] <= scenario.TIMEOUT_MAX:
+        module.fail_json(msg='timeout must be from 1 to %d seconds, got %d' % (scenario.TIMEOUT_MAX, p['timeout']))
     try:
         runner = scenario.Runner(module, p['scenario'], p['lab'], p['timeout'])
         if module.check_mode:

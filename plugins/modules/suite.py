@@ -115,11 +115,9 @@ duration_ms:
 
 import time
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import suite
+from ansible_collections.pflab.netfilter.plugins.module_utils import scenario, suite
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
-
-TIMEOUT_MAX = 3600
 
 
 def main():
@@ -135,8 +133,8 @@ def main():
     if not all(isinstance(s, dict) and 'id' in s and 'expect' in s for s in p['scenarios']):
         module.fail_json(msg='the scenarios were not read: run this module through its action plugin '
                              '(pflab.netfilter.suite in a task), which reads them on the controller')
-    if not 1 <= p['timeout'] <= TIMEOUT_MAX:
-        module.fail_json(msg='timeout must be from 1 to %d seconds, got %d' % (TIMEOUT_MAX, p['timeout']))
+    if not 1 <= p['timeout'] <= scenario.TIMEOUT_MAX:
+        module.fail_json(msg='timeout must be from 1 to %d seconds, got %d' % (scenario.TIMEOUT_MAX, p['timeout']))
     parallel = suite.default_parallel() if p['parallel'] is None else p['parallel']
     if not 1 <= parallel <= suite.PARALLEL_MAX:
         module.fail_json(msg='parallel must be from 1 to %d, got %d' % (suite.PARALLEL_MAX, parallel))

@@ -2,6 +2,7 @@
 
 import os
 
+from ansible_collections.pflab.netfilter.plugins.module_utils import probe as probe_engine
 from conftest import netns_names
 
 
@@ -81,8 +82,18 @@ def test_probe_outcomes_and_listener_lifecycle(ansible):
     assert not again['changed'] and again['pid'] == started['pid']
 
     result, dummy = ansible.module('probe', probe)
-    assert (result['reached'], result['outcome']) == (True, 'connected')
+    assert (result['reached'], result['outcome'], result['decided_by']) == (True, 'connected', 'syn-ack')
     assert 0 < result['elapsed_ms'] < 200
+
+    # a drop reported while the socket has its answer is not the probe's verdict
+    def told():
+        return True  # a witness that always saw a drop
+
+    assert probe_engine.tcp_connect(probe['netns'], '198.18.0.2', 12345, 200, 24000, dropped=told)[::3] == \
+        ('connected', 'syn-ack')
+    assert probe_engine.tcp_connect(probe['netns'], '198.18.0.2', 12346, 200, 24001, dropped=told)[::3] == \
+        ('refused', 'reset')
+    assert probe_engine.tcp_connect(probe['netns'], '198.18.0.2', 12345, 200, 24002)[2] == 24002  # the port asked
 
     stopped, dummy = ansible.module('listener', {'netns': 'pfl-itest-e-server', 'state': 'absent'})
     assert stopped['changed'] and not pid_alive(started['pid'])

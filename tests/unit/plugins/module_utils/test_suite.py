@@ -38,3 +38,24 @@ def test_default_parallel_is_twice_the_usable_cpus():
 ])
 def test_a_run_without_a_result_says_how_it_ended(status, killed, message):
     assert suite._ended(status, killed) == message
+
+
+def test_the_files_of_a_live_lab_being_removed_are_no_orphans(tmp_path, monkeypatch):
+    """A run removes its namespaces, then their listener files and switch directory; a reaper of another run
+    in between must leave them to it (a 20-host fleet on one machine met that race)."""
+    from ansible_collections.pflab.netfilter.plugins.module_utils import listener, netns, ovs, reaper
+    run_dir, netns_dir = tmp_path / 'run', tmp_path / 'netns'
+    run_dir.mkdir()
+    netns_dir.mkdir()
+    for module in (listener, ovs):
+        monkeypatch.setattr(module, 'RUN_DIR', str(run_dir))
+    monkeypatch.setattr(netns, 'NETNS_DIR', str(netns_dir))
+    for name in ('nc-pfl-sc-1-server-12345.pid', 'nc-pfl-sc-1-server-12345.log', 'nc-pfl-sc-2-server-12345.pid'):
+        (run_dir / name).write_text('1')
+    (run_dir / 'ovs-pfl-sc-1-switch').mkdir()
+    markers = {'sc-1': {'namespaces': ['pfl-sc-1-client', 'pfl-sc-1-server', 'pfl-sc-1-switch']}}
+    assert reaper._orphans(markers, stale={}) == [str(run_dir / 'nc-pfl-sc-2-server-12345.pid')]
+    assert len(reaper._orphans(markers, stale={'sc-1': 'its owner is gone'})) == 4
+    listener.forget_netns('pfl-sc-1-server')  # the run's own removal, after the files went: no error
+    listener.forget_netns('pfl-sc-1-server')
+    assert sorted(os.listdir(str(run_dir))) == ['nc-pfl-sc-2-server-12345.pid', 'ovs-pfl-sc-1-switch']
