@@ -81,8 +81,8 @@ collection:
 	  echo "pflab: linked the checkout as pflab.netfilter in $(COLLECTION_LINK)"; fi
 
 report: setup
-	@echo "pflab: running playbooks/article.yml and playbooks/layers.yml against the default inventory"
-	ansible-playbook playbooks/article.yml playbooks/layers.yml -e report_dir=$(REPORT_DIR)
+	@echo "pflab: running playbooks/report.yml (the article suite and the layers suite) against the default inventory"
+	ansible-playbook playbooks/report.yml -e report_dir=$(REPORT_DIR)
 
 matrix: setup
 	ansible-playbook playbooks/matrix.yml -e report_dir=$(REPORT_DIR)

@@ -2,11 +2,11 @@
 
 Side by side, whole process, median (min-max) of REPS interleaved runs after a warm-up, wall and CPU
 seconds (the command and all its children):
-  - make report (set up already): the article suite and the layers suite in one ansible-playbook, with
-    host preparation, every lab, witness and report; against its floor, bench/article.sh then
+  - make report (set up already): playbooks/report.yml, the article suite and the layers suite in one
+    suite call, with host preparation, every lab, witness and both reports; against its floor, bench/article.sh then
     bench/layers.sh: the same fifteen scenarios by hand in shell, one after another (eBPF objects
     compiled by clang beforehand, not timed). Targets: wall <= 1.0x, CPU <= 3x the floor. The same
-    playbooks with 1, 2 and 8 labs at once, against the default (twice the CPUs);
+    playbook with 1, 2 and 8 labs at once, against the default (twice the CPUs);
   - playbooks/layers.yml alone against bench/layers.sh (target: <= 1.5x);
   - playbooks/matrix.yml, 25 scenarios (target: <= 4 s);
   - playbooks/article.yml on FLEET inventory hosts (local connection, each with labs of its own) with
@@ -51,9 +51,8 @@ def commands(work, objects):
         ('article.sh + layers.sh', ['bash', '-c', '"${@:1:2}" && "${@:3}"', 'floor'] + article_sh + layers_sh,
          None, None),
     ] + [
-        ('article.yml + layers.yml, pflab_parallel=%d' % n,
-         play + ['-e', 'pflab_parallel=%d' % n, 'playbooks/article.yml', 'playbooks/layers.yml'], 'article.sh + layers.sh',
-         None)
+        ('report.yml, pflab_parallel=%d' % n, play + ['-e', 'pflab_parallel=%d' % n, 'playbooks/report.yml'],
+         'article.sh + layers.sh', None)
         for n in (1, 2, 8)
     ] + [
         ('article.yml', play + ['playbooks/article.yml'], 'article.sh', None),

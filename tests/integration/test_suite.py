@@ -266,3 +266,19 @@ def _wait_gone(pids, deadline=60):
     end = time.monotonic() + deadline
     while any(os.path.exists('/proc/%d' % p) and _parent(p) is not None for p in pids) and time.monotonic() < end:
         time.sleep(0.05)
+
+
+def test_make_reports_playbook_runs_both_suites_in_one_call_and_reports_each(ansible, tmp_path):
+    result = ansible.playbook('report.yml', report_dir=str(tmp_path / 'report'))
+    suites = [e['event_data']['res'] for e in result.events if e.get('event') == 'runner_on_ok'
+              and e['event_data'].get('task_action') == 'pflab.netfilter.suite']
+    assert len(suites) == 1 and suites[0]['summary']['ran'] == 15
+    reports = {}
+    for folder in os.listdir(str(tmp_path / 'report')):
+        if folder != 'latest':
+            with open(str(tmp_path / 'report' / folder / 'report.json')) as f:
+                report = json.load(f)
+            reports[report['suite']] = report['summary']
+    assert reports == {'article': dict(reproduced=6, differs=0, skipped=0, failed=0, missing=0, **{'not run': 0}),
+                       'layers': dict(reproduced=9, differs=0, skipped=0, failed=0, missing=0, **{'not run': 0})}
+    _nothing_left()
