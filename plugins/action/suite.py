@@ -12,20 +12,28 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import clip, shown
-from ansible_collections.pflab.netfilter.plugins.plugin_utils import scenarios
+from ansible_collections.pflab.netfilter.plugins.plugin_utils import prepare, scenarios
 
 MAX_SCENARIOS = 1000
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(('scenarios', 'parallel', 'timeout'))
+    _VALID_ARGS = frozenset(('scenarios', 'parallel', 'timeout') + prepare.OPTIONS)
 
-    def _read(self, item):
+    def _read(self, item, loaded):
+        """The scenario ``item`` names; a file listed again (the matrix lists each several times, with variants)
+        is read once: the data is never changed (a variant changes a copy)."""
         args = {'src': item} if isinstance(item, str) else item
         if isinstance(args, dict) and isinstance(args.get('src'), str):
             args = dict(args, src=to_text(args['src']))
-        return scenarios.read(args, lambda src: self._find_needle('files', src))
+
+        def load(path):
+            if path not in loaded:
+                loaded[path] = scenarios.load(path)
+            return loaded[path]
+
+        return scenarios.read(args, lambda src: self._find_needle('files', src), loader=load)
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -33,16 +41,16 @@ class ActionModule(ActionBase):
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_SCENARIOS:
             return dict(result, failed=True, msg='scenarios is a list of 1 to %d scenarios, got %s'
                         % (MAX_SCENARIOS, shown(items)))
-        results, readable = [None] * len(items), []
+        results, readable, loaded = [None] * len(items), [], {}
         for index, item in enumerate(items):
             try:
-                readable.append((index, self._read(item)))
+                readable.append((index, self._read(item, loaded)))
             except (scenarios.ScenarioFileError, AnsibleError) as e:
                 results[index] = dict(failed=True, msg=clip(to_text(e)))
-        module_args = dict((k, self._task.args[k]) for k in ('parallel', 'timeout') if k in self._task.args)
+        module_args = dict((k, v) for k, v in self._task.args.items() if k != 'scenarios')
         module_args['scenarios'] = [data for dummy, data in readable]
-        ran = self._execute_module(module_name='pflab.netfilter.suite', module_args=module_args, task_vars=task_vars) \
-            if readable else dict(results=[])
+        ran = prepare.run_prepared(self, 'pflab.netfilter.suite', module_args, task_vars) if readable else \
+            dict(results=[])
         if ran.get('failed'):
             return dict(result, **ran)
         if len(ran.get('results') or []) != len(readable):

@@ -15,7 +15,7 @@ import importlib.util
 import os
 import re
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nflog
+from ansible_collections.pflab.netfilter.plugins.module_utils import netns, nflog, proc
 
 # Tool name -> argv that prints its version (None: the tool has no such flag).
 TOOLS = {
@@ -108,6 +108,47 @@ def os_packages(os_info):
     """The package list for the distribution (os_release), or []."""
     family = next((name for name in [os_info['id']] + os_info['id_like'] if name in OS_PACKAGES), None)
     return list(OS_PACKAGES.get(family, []))
+
+
+# The options of a host's preparation (host_prepare, and the suite, which prepares the host it runs on).
+PREPARE_SPEC = dict(
+    min_kernel=dict(type='str', default='5.4'),
+    install=dict(type='bool', default=True),
+    packages=dict(type='list', elements='str', default=[]),
+)
+_KERNEL_VERSION = re.compile(r'[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3})?')
+
+
+def _version(text):
+    return tuple(int(n) for n in text.split('.')[:2])
+
+
+def prepare(module):
+    """The host read (``gather``) and checked with ``module``'s PREPARE_SPEC options, and the packages to install
+    first ([] when nothing is missing). Fails the module on an old kernel, and on missing tools it may not (or
+    cannot) install."""
+    p = module.params
+    if not _KERNEL_VERSION.fullmatch(p['min_kernel']):
+        module.fail_json(msg='min_kernel is major.minor or major.minor.patch (for example 5.4), got %r'
+                             % p['min_kernel'][:20])
+    facts = gather(module.get_bin_path, proc.run)
+    if facts['kernel']['version'] is None or _version(facts['kernel']['version']) < _version(p['min_kernel']):
+        module.fail_json(msg='pflab.netfilter needs Linux >= %s; this host runs %s' % (
+            p['min_kernel'], facts['kernel']['release']), **facts)
+    absent = missing(facts)
+    if absent and p['install']:
+        packages = p['packages'] or os_packages(facts['os'])
+        if not packages:
+            module.fail_json(msg='no package list for %s %s; set packages, or install=false and install by hand: %s, '
+                                 'iptables-legacy (optional), python3-pyroute2' % (
+                                     facts['os']['id'], facts['os']['version_id'], ', '.join(REQUIRED_TOOLS)),
+                             **facts)
+        return facts, packages
+    if absent:
+        module.fail_json(msg='missing: %s' % ', '.join(absent), missing=absent, **facts)
+    if not facts['iptables_legacy']['usable']:
+        module.warn('iptables-legacy experiments will be skipped: %s' % facts['iptables_legacy']['reason'])
+    return facts, []
 
 
 def gather(get_bin_path, run):

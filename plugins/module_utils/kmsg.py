@@ -114,26 +114,54 @@ def parse_log_line(message, prefixes=None):
 
 def read_ring(path=KMSG_PATH):
     """Every record now in the ring, oldest first, parsed."""
-    records = []
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
+    with Reader(path) as reader:
+        return reader.records()
+
+
+class Reader:
+    """/dev/kmsg held open: ``skip`` reads to the ring's end without parsing messages and gives the cursor
+    there; ``records`` then returns the records written since, parsed (a run reads the ring once, not twice)."""
+
+    def __init__(self, path=KMSG_PATH):
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def _chunks(self):
         while True:
             try:
-                chunk = os.read(fd, 16384)
+                chunk = os.read(self.fd, 16384)
             except OSError as e:
                 if e.errno == errno.EAGAIN:
-                    break
+                    return
                 if e.errno == errno.EPIPE:
                     continue  # the record under the reader was overwritten; the seq gap tells
                 raise
             if not chunk:
-                break
-            record = parse_record(chunk.decode('utf-8', 'replace'))
-            if record:
-                records.append(record)
-    finally:
-        os.close(fd)
-    return records
+                return
+            yield chunk
+
+    def skip(self):
+        """The cursor after the last record now in the ring (its seq + 1; 0 when the ring is empty)."""
+        cursor = 0
+        for chunk in self._chunks():
+            fields = chunk.split(b';', 1)[0].split(b',')
+            if len(fields) >= 4 and fields[1].isdigit():
+                cursor = int(fields[1]) + 1
+        return cursor
+
+    def records(self):
+        """The records from the reader's place on, oldest first, parsed."""
+        return [r for r in (parse_record(chunk.decode('utf-8', 'replace')) for chunk in self._chunks()) if r]
 
 
 def cursor_after(records):

@@ -135,10 +135,11 @@ class HostFacts:
     """What a run needs to know of the host, read once for every run of a suite: the tools (``found``, as
     host.tools), the kernel release, and why a feature cannot be used (asked once a feature)."""
 
-    def __init__(self, module):
+    def __init__(self, module, found=None, release=None):
+        """``found`` and ``release`` as host.gather read them, when it did."""
         self.module = module
-        self.found = host.tools(module.get_bin_path, proc.run)
-        self.release = host.kernel_info()['release']
+        self.found = found or host.tools(module.get_bin_path, proc.run)
+        self.release = release or host.kernel_info()['release']
         self._why = {}
 
     def unavailable(self, feature):
@@ -319,32 +320,35 @@ class Runner:
         self.phase = 'probes'
         addresses = self.plan.addresses()
         recording = witness.Witness(self.lab_id, shared=self.shared_witness)
+        ring = kmsg.Reader()
         try:
-            recording.start(switch.pids() if switch else [])
-            cursor = kmsg.cursor_after(kmsg.read_ring())
-            probes, ports = [], self._source_ports()
-            for number, spec in enumerate(self.probes):
-                if number:
-                    time.sleep(PROBE_GAP)
-                started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-                early = self._drop_told(recording, spec, started)
-                outcome, elapsed_ms, source_port, decided = probe.tcp_connect(
-                    self.plan.namespaces[spec['from']], addresses[spec['to']], spec['port'], spec['timeout_ms'],
-                    source_port=ports[number], dropped=early)
-                probes.append(dict(spec, address=addresses[spec['to']], source=self.plan.address_towards(
-                    spec['from'], spec['to']), source_port=source_port, outcome=outcome, reached=outcome == 'connected',
-                    decided_by=decided, elapsed_ms=elapsed_ms,
-                    window_ns=[started, time.clock_gettime_ns(time.CLOCK_MONOTONIC)]))
-            self.phase = 'collection'
-            events = recording.events()
-        finally:
-            # not cut short by the run's timer, SIGTERM or SIGINT: they arrive once the instance is gone
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
             try:
-                recording.stop()
+                recording.start(switch.pids() if switch else [])
+                cursor = ring.skip()
+                probes, ports = [], self._source_ports()
+                for number, spec in enumerate(self.probes):
+                    if number:
+                        time.sleep(PROBE_GAP)
+                    started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                    outcome, elapsed_ms, source_port, decided = probe.tcp_connect(
+                        self.plan.namespaces[spec['from']], addresses[spec['to']], spec['port'], spec['timeout_ms'],
+                        source_port=ports[number], dropped=self._drop_told(recording, spec, started))
+                    probes.append(dict(spec, address=addresses[spec['to']], source=self.plan.address_towards(
+                        spec['from'], spec['to']), source_port=source_port, outcome=outcome,
+                        reached=outcome == 'connected', decided_by=decided, elapsed_ms=elapsed_ms,
+                        window_ns=[started, time.clock_gettime_ns(time.CLOCK_MONOTONIC)]))
+                self.phase = 'collection'
+                events = recording.events()
             finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        new, lost, dummy = kmsg.since(kmsg.read_ring(), cursor)
+                # not cut short by the run's timer, SIGTERM or SIGINT: they arrive once the instance is gone
+                held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+                try:
+                    recording.stop()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            new, lost, dummy = kmsg.since(ring.records(), cursor)
+        finally:
+            ring.close()
         alive, unregistered = self._hooks(probes)
         logged, foreign, retransmitted = _trace(kmsg.log_records(new), probes, self.plan.ifnames())
         seen, late = _sightings(alive, probes)

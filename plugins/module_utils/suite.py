@@ -83,10 +83,9 @@ class Suite:
                 else dict(id=data['id'], status='not run', scenario=data)
                 for data, checked in zip(self.scenarios, self.checked)]
 
-    def run(self):
+    def run(self, facts):
         """(results in the order of the scenarios, what was reaped: left by runs whose owner is gone); every lab
-        a run made is gone when this returns or raises SuiteError."""
-        facts = scenario.HostFacts(self.module)
+        a run made is gone when this returns or raises SuiteError. ``facts`` are the host's (HostFacts)."""
         self._reap()
         results, queue = [None] * len(self.scenarios), []
         for index, data in enumerate(self.scenarios):

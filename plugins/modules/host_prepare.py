@@ -99,56 +99,25 @@ unmarked:
   elements: str
 '''
 
-import re
-
-from ansible_collections.pflab.netfilter.plugins.module_utils import host, proc, reaper
+from ansible_collections.pflab.netfilter.plugins.module_utils import host, reaper
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
 
-def _version(text):
-    return tuple(int(n) for n in text.split('.')[:2])
-
-
 def main():
-    module = PflabModule(
-        argument_spec=dict(
-            min_kernel=dict(type='str', default='5.4'),
-            install=dict(type='bool', default=True),
-            packages=dict(type='list', elements='str', default=[]),
-            cleanup_unmarked=dict(type='bool', default=False),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    if not re.fullmatch(r'[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3})?', p['min_kernel']):
-        module.fail_json(msg='min_kernel is major.minor or major.minor.patch (for example 5.4), got %r'
-                             % p['min_kernel'][:20])
-    facts = host.gather(module.get_bin_path, proc.run)
-    if facts['kernel']['version'] is None or _version(facts['kernel']['version']) < _version(p['min_kernel']):
-        module.fail_json(msg='pflab.netfilter needs Linux >= %s; this host runs %s' % (
-            p['min_kernel'], facts['kernel']['release']), **facts)
-    missing = host.missing(facts)
-    if missing and p['install']:
-        packages = p['packages'] or host.os_packages(facts['os'])
-        if not packages:
-            module.fail_json(msg='no package list for %s %s; set packages, or install=false and install by hand: %s, '
-                                 'iptables-legacy (optional), python3-pyroute2' % (
-                                     facts['os']['id'], facts['os']['version_id'], ', '.join(host.REQUIRED_TOOLS)),
-                             **facts)
-        module.exit_json(changed=False, missing=missing, install=packages, installed=False, changes=[], unmarked=[],
-                         **facts)
-    if missing:
-        module.fail_json(msg='missing: %s' % ', '.join(missing), missing=missing, **facts)
-    if not facts['iptables_legacy']['usable']:
-        module.warn('iptables-legacy experiments will be skipped: %s' % facts['iptables_legacy']['reason'])
+    module = PflabModule(argument_spec=dict(host.PREPARE_SPEC, cleanup_unmarked=dict(type='bool', default=False)),
+                         supports_check_mode=True)
+    facts, install = host.prepare(module)
+    if install:
+        module.exit_json(changed=False, missing=host.missing(facts), install=install, installed=False, changes=[],
+                         unmarked=[], **facts)
     try:
-        reaped = reaper.reap(module.check_mode, p['cleanup_unmarked'])
+        reaped = reaper.reap(module.check_mode, module.params['cleanup_unmarked'])
     except (PflabError, OSError) as e:
         module.fail_json(msg=str(e), **facts)
     if reaped['failed']:
         module.fail_json(msg='; '.join(reaped['failed']), **facts)
-    if reaped['unmarked'] and not p['cleanup_unmarked']:
+    if reaped['unmarked'] and not module.params['cleanup_unmarked']:
         module.warn('namespaces without a lab marker (made by hand or by a release before 0.5.0), left in place: %s; '
                     'remove them with cleanup_unmarked' % ', '.join(reaped['unmarked']))
     module.exit_json(changed=bool(reaped['changes']), missing=[], install=[], installed=False,

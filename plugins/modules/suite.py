@@ -18,7 +18,9 @@ description:
   - Each run is a process of its own, whose lab, drop witness and timer are its own. Labs never share interface names
     or probe source ports, so every LOG record is matched to its lab and probe; the results are the ones the scenarios
     give run one by one.
-  - The host is read and stale labs are removed once for the suite, not once a scenario.
+  - The host is prepared once for the suite, as M(pflab.netfilter.host_prepare) does, in the same module call (the
+    task fails on a kernel older than O(min_kernel); packages are installed only when a tool is missing) and labs
+    left by runs whose owner is gone are removed before and after the runs.
   - On the controller, the action plugin reads each scenario file and checks it against the collection's JSON Schema; a
     scenario that cannot be read or checked fails alone (its result has C(failed) and C(msg)), the others run.
   - A failed scenario is a result, not a failed task. The task fails only on wrong arguments, or when the suite itself
@@ -45,6 +47,19 @@ options:
     description: Seconds each scenario's run may take (at most 3600); then its lab is removed and it fails.
     type: int
     default: 30
+  min_kernel:
+    description: Oldest kernel version accepted, V(major.minor) or V(major.minor.patch) (the patch is not compared).
+    type: str
+    default: '5.4'
+  install:
+    description: Install O(packages) when a tool the labs need is missing; when false, fail and name what is missing.
+    type: bool
+    default: true
+  packages:
+    description: Packages to install instead of the distribution's list (Debian and Ubuntu have one).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: partial
@@ -55,7 +70,8 @@ attributes:
     description: The runs leave nothing behind to show a difference of.
   action:
     support: full
-    description: The scenarios are read and checked on the controller.
+    description: The scenarios are read and checked on the controller, which installs missing packages between two
+      module calls.
 seealso:
   - module: pflab.netfilter.scenario
   - module: pflab.netfilter.report
@@ -95,6 +111,12 @@ summary:
   returned: success
   type: dict
   sample: {ran: 6, skipped: 0, failed: 0, not run: 0}
+install:
+  description: The packages the action plugin is to install first (only in the first module call, when a tool is
+    missing; in check mode, what would be installed).
+  returned: success
+  type: list
+  elements: str
 parallel:
   description: The most labs the suite ran at once (O(parallel), or its default here).
   returned: success, unless check mode
@@ -115,7 +137,7 @@ duration_ms:
 
 import time
 
-from ansible_collections.pflab.netfilter.plugins.module_utils import scenario, suite
+from ansible_collections.pflab.netfilter.plugins.module_utils import host, scenario, suite
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 from ansible_collections.pflab.netfilter.plugins.module_utils.module import PflabModule
 
@@ -123,6 +145,7 @@ from ansible_collections.pflab.netfilter.plugins.module_utils.module import Pfla
 def main():
     module = PflabModule(
         argument_spec=dict(
+            host.PREPARE_SPEC,
             scenarios=dict(type='list', elements='raw', required=True),
             parallel=dict(type='int'),
             timeout=dict(type='int', default=30),
@@ -139,14 +162,17 @@ def main():
     if not 1 <= parallel <= suite.PARALLEL_MAX:
         module.fail_json(msg='parallel must be from 1 to %d, got %d' % (suite.PARALLEL_MAX, parallel))
     runs = suite.Suite(module, p['scenarios'], parallel, p['timeout'])
-    if module.check_mode:
-        module.exit_json(changed=False, results=runs.checked_results())
     started = time.monotonic()
+    facts, install = host.prepare(module)
+    if module.check_mode:
+        module.exit_json(changed=False, install=install, results=runs.checked_results())
+    if install:
+        module.exit_json(changed=False, install=install, results=[])  # the action plugin installs them, then again
     try:
-        results, cleaned = runs.run()
+        results, cleaned = runs.run(scenario.HostFacts(module, facts['tools'], facts['kernel']['release']))
     except (PflabError, OSError) as e:
         module.fail_json(msg='the suite stopped: %s; the labs its runs had made were removed' % e)
-    module.exit_json(changed=False, results=results, parallel=parallel, cleaned=cleaned,
+    module.exit_json(changed=False, install=[], results=results, parallel=parallel, cleaned=cleaned,
                      duration_ms=round((time.monotonic() - started) * 1000.0, 1))
 
 

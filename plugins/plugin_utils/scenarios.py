@@ -148,9 +148,10 @@ def _yaml_problem(error):
     return '%s%s' % ('line %d, column %d: ' % (mark.line + 1, mark.column + 1) if mark else '', problem)
 
 
-def read(args, find):
+def read(args, find, loader=None):
     """The scenario that ``args`` (a scenario task's, or one item of a suite) names: exactly one of ``src`` (a
-    file, relative paths resolved by ``find``) and ``scenario`` (data), checked, with ``variant`` applied."""
+    file, relative paths resolved by ``find``, read by ``loader``, default ``load``) and ``scenario`` (data),
+    checked, with ``variant`` applied (to a copy)."""
     if not isinstance(args, dict):
         raise ScenarioFileError('a scenario is given as src, scenario and variant, got %s' % shown(args))
     if ('src' in args) == ('scenario' in args):
@@ -159,7 +160,7 @@ def read(args, find):
         if not isinstance(args['src'], str):
             raise ScenarioFileError('src is a path, got %s' % shown(args['src']))
         path = args['src'] if os.path.isabs(args['src']) else find(args['src'])
-        data, origin = load(path), path
+        data, origin = (loader or load)(path), path
     else:
         data = args['scenario']
         origin = 'scenario %s' % (shown(data.get('id')) if isinstance(data, dict) else '(not a mapping)')

@@ -209,8 +209,13 @@ def test_bad_arguments_are_refused_before_any_lab(ansible):
         {'pflab.netfilter.suite': {'scenarios': []}},
         {'pflab.netfilter.suite': {'scenarios': [{'scenario': _scenario('x', DROP)}], 'parallel': 0}},
         {'pflab.netfilter.suite': {'scenarios': ['/nonexistent/scenario.yml', {'src': 'a', 'scenario': {}}]}},
+        {'pflab.netfilter.suite': {'scenarios': [{'scenario': _scenario('x', DROP)}], 'min_kernel': '99.0'}},
+        {'pflab.netfilter.suite': {'scenarios': [{'scenario': _scenario('x', DROP)}], 'min_kernel': '5.4\n'}},
     ])
-    (empty, failed_empty), (zero, failed_zero), (unreadable, failed_unreadable) = results
+    (empty, failed_empty), (zero, failed_zero), (unreadable, failed_unreadable), (new, failed_new), \
+        (bad, failed_bad) = results
+    assert failed_new and new['msg'].startswith('pflab.netfilter needs Linux >= 99.0; this host runs ')
+    assert failed_bad and 'min_kernel is major.minor' in bad['msg']
     assert failed_empty and 'scenarios is a list of 1 to' in empty['msg']
     assert failed_zero and 'parallel must be from 1 to 64, got 0' in zero['msg']
     assert not failed_unreadable and [r['failed'] for r in unreadable['results']] == [True, True]
