@@ -22,20 +22,9 @@ description:
   - The role P(pflab.netfilter.lab_host#role) is this task.
 author:
   - pflab.netfilter developers (@pflab)
+extends_documentation_fragment:
+  - pflab.netfilter.prepare
 options:
-  min_kernel:
-    description: Oldest kernel version accepted, V(major.minor) or V(major.minor.patch) (the patch is not compared).
-    type: str
-    default: '5.4'
-  install:
-    description: Install the packages when a tool is missing; when false, fail and name what is missing.
-    type: bool
-    default: true
-  packages:
-    description: Packages to install instead of the distribution's list (Debian and Ubuntu have one).
-    type: list
-    elements: str
-    default: []
   cleanup_unmarked:
     description: Also remove namespaces named like labs that carry no marker.
     type: bool

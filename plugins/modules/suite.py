@@ -18,8 +18,8 @@ description:
   - Each run is a process of its own, whose lab, drop witness and timer are its own. Labs never share interface names
     or probe source ports, so every LOG record is matched to its lab and probe; the results are the ones the scenarios
     give run one by one.
-  - The host is prepared once for the suite, as M(pflab.netfilter.host_prepare) does, in the same module call (the
-    task fails on a kernel older than O(min_kernel); packages are installed only when a tool is missing) and labs
+  - The host is prepared once for the suite, as M(pflab.netfilter.host_prepare) does, in the same module call - the
+    task fails on a kernel older than O(min_kernel), packages are installed only when a tool is missing, and labs
     left by runs whose owner is gone are removed before and after the runs.
   - On the controller, the action plugin reads each scenario file and checks it against the collection's JSON Schema; a
     scenario that cannot be read or checked fails alone (its result has C(failed) and C(msg)), the others run.
@@ -30,6 +30,8 @@ author:
   - pflab.netfilter developers (@pflab)
 requirements:
   - what M(pflab.netfilter.scenario) requires
+extends_documentation_fragment:
+  - pflab.netfilter.prepare
 options:
   scenarios:
     description:
@@ -47,19 +49,6 @@ options:
     description: Seconds each scenario's run may take (at most 3600); then its lab is removed and it fails.
     type: int
     default: 30
-  min_kernel:
-    description: Oldest kernel version accepted, V(major.minor) or V(major.minor.patch) (the patch is not compared).
-    type: str
-    default: '5.4'
-  install:
-    description: Install O(packages) when a tool the labs need is missing; when false, fail and name what is missing.
-    type: bool
-    default: true
-  packages:
-    description: Packages to install instead of the distribution's list (Debian and Ubuntu have one).
-    type: list
-    elements: str
-    default: []
 attributes:
   check_mode:
     support: partial
