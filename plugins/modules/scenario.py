@@ -221,7 +221,8 @@ witness:
   description:
     - Whether the drop witness ran (C(available)), and if not why (C(reason)); the clock the trace shares and its
       check (C(clock)); C(other_drops), drops during the probes that were no filter's (a flooded copy, say),
-      left out of RV(trace); C(overwritten), events the witness's buffer lost while the run recorded (drops may be
+      left out of RV(trace) (counted by process context, so in a suite they may include other labs' packets that
+      this run's softirq handled); C(overwritten), events the witness's buffer lost while the run recorded (drops may be
       missing then; in a suite's shared buffer, any run's events count).
   returned: when RV(status=ran)
   type: dict

@@ -60,10 +60,11 @@ def _essence(run):
     hooks = [dict((k, v) for k, v in e.items() if k not in ('program_id', 'device', 'hits')) for e in run['hooks']]
     probes = [dict((k, v) for k, v in p.items() if k not in ('source_port', 'elapsed_ms', 'window_ns'))
               for p in run['probes']]
+    # witness.other_drops is left out: drops that are no filter's, counted by process context, include other labs'
+    # packets that a run's softirq happened to handle while labs ran at once (seen: 2 against 0)
     return dict(id=run['id'], status=run['status'], observed=run['observed'], trace=trace, hooks=hooks, probes=probes,
                 unregistered=run['unregistered'], lost=run['lost'], foreign=run['foreign'],
-                retransmitted=run['retransmitted'], other_drops=run['witness']['other_drops'],
-                witness=run['witness']['available'], steps=run['steps'])
+                retransmitted=run['retransmitted'], witness=run['witness']['available'], steps=run['steps'])
 
 
 def test_the_matrix_in_parallel_gives_every_trace_of_the_matrix_run_one_by_one(ansible, tmp_path):
