@@ -31,7 +31,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup preflight packages venv collection report matrix test test-newest unit integration molecule sanity lint bench bench-suites bench-audit bench-layers screenshots clean
+.PHONY: help setup preflight packages venv collection report matrix test test-newest unit integration molecule sanity lint bench bench-suites bench-audit bench-verdict bench-layers screenshots clean
 
 help:
 	@echo "make report  - install what is missing, run the article's experiments and the layers suite (XDP, tc,"
@@ -43,6 +43,7 @@ help:
 	@echo "make bench-suites - time make report, the layers suite, the matrix and a 20-host fleet against plain"
 	@echo "                    shell scripts (installs clang for the scripts)"
 	@echo "make bench-audit  - time filter_facts on 10,000 + 10,000 rules and the audit of 20 hosts"
+	@echo "make bench-verdict - time flow_verdict per host and per flow on up to 10,000 rules"
 	@echo "make bench-layers - time the layers suite against a plain shell script (installs clang for the script)"
 	@echo "make screenshots  - retake the README's pictures from report/latest/report.html"
 	@echo "make clean   - remove .venv, .venv-newest, .collections, build/ and report/"
@@ -138,6 +139,9 @@ bench-suites: setup
 
 bench-audit: setup
 	python bench/audit.py
+
+bench-verdict: setup
+	python bench/verdict.py
 
 # The floor of the layers suite loads eBPF objects built with clang: installed here, never on targets.
 bench-layers: setup

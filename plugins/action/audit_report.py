@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 
-from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
@@ -25,7 +24,6 @@ try:
 except ImportError:
     CollectorRegistry = None
 
-_FALLBACK_TEMPLATES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'audit', 'templates')
 ARGUMENT_SPEC = dict(
     dest=dict(type='path', required=True),
     run_id=dict(type='str'),
@@ -38,27 +36,8 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def _playbook_started():
-    """When the ansible-playbook process (this worker's parent) started: one run, one folder, also across the
-    batches of a serial play. Now, where /proc cannot tell."""
-    try:
-        with open('/proc/%d/stat' % os.getppid()) as f:
-            ticks = int(f.read().rsplit(')', 1)[1].split()[19])
-        with open('/proc/stat') as f:
-            boot = int(next(line.split()[1] for line in f if line.startswith('btime ')))
-        return datetime.datetime.fromtimestamp(boot + ticks // os.sysconf('SC_CLK_TCK'), datetime.timezone.utc)
-    except (OSError, ValueError, IndexError, StopIteration):
-        return datetime.datetime.now(datetime.timezone.utc)
-
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-
-    def _template_dir(self):
-        try:
-            return os.path.dirname(self._find_needle('templates', 'audit.html.j2'))
-        except AnsibleError:
-            return _FALLBACK_TEMPLATES
 
     def _readings(self, args, task_vars):
         """[(host, reading or None, why not)] of the hosts asked, or of every host of the play read so far.
@@ -78,7 +57,7 @@ class ActionModule(ActionBase):
         return out
 
     def _files(self, data, args):
-        files = output.render(self._template_dir(), data, 'audit',
+        files = output.render(output.template_dir(self._find_needle, 'audit', 'audit.html.j2'), data, 'audit',
                               (('audit.md', 'audit.md.j2'), ('audit.html', 'audit.html.j2')))
         files['audit.json'] = json.dumps(data, indent=2) + '\n'
         if args['junit']:
@@ -94,7 +73,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         dummy, args = self.validate_argument_spec(ARGUMENT_SPEC)  # raises on invalid arguments
-        started = _playbook_started()
+        started = output.playbook_started()
         run_id = args['run_id'] or '%s-audit' % started.strftime('%Y%m%dT%H%M%SZ')
         if not names.valid('run_id', run_id):
             return dict(result, failed=True, msg='run_id %s is invalid: 1-100 of letters, digits, ".", "_" and "-"'

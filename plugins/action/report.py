@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 
-from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
@@ -20,18 +19,11 @@ from ansible_collections.pflab.netfilter.plugins.module_utils.errors import show
 from ansible_collections.pflab.netfilter.plugins.plugin_utils import output, report
 from ansible_collections.pflab.netfilter.plugins.plugin_utils.output import jinja2
 
-_FALLBACK_TEMPLATES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates')
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(('results_var', 'hosts', 'dest', 'suite', 'run_id', 'latest'))
-
-    def _template_dir(self):
-        try:
-            return os.path.dirname(self._find_needle('templates', 'report.html.j2'))
-        except AnsibleError:
-            return _FALLBACK_TEMPLATES
 
     def _hosts_runs(self, task_vars):
         args = self._task.args
@@ -46,7 +38,7 @@ class ActionModule(ActionBase):
         return out
 
     def _render(self, data):
-        files = output.render(self._template_dir(), data, 'report',
+        files = output.render(output.template_dir(self._find_needle, 'report', 'report.html.j2'), data, 'report',
                               (('report.md', 'report.md.j2'), ('report.html', 'report.html.j2')))
         files['report.json'] = json.dumps(data, indent=2, sort_keys=False) + '\n'
         return files

@@ -36,7 +36,8 @@ _TCP_FLAGS = ('FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR')
 
 def packet(proto, saddr, daddr, sport, dport, iif, oif, flags, ct_state):
     return dict(proto=proto, saddr=saddr, daddr=daddr, sport=int(sport), dport=int(dport), iif=iif or '',
-                oif=oif or '', flags=frozenset(flags), ct_state=ct_state.lower() if ct_state else None)
+                oif=oif or '', flags=frozenset(flags), ct_state=ct_state.lower() if ct_state else None,
+                ipver=6 if ':' in saddr else 4)
 
 
 def _and(a, b):
@@ -263,12 +264,13 @@ def _nft_match(expr, pkt):
             if field in ('sport', 'dport'):
                 return _negate(_nft_value(right, pkt[field]), op == '!=')
             return MAYBE
-        if protocol == 'ip' and field in ('saddr', 'daddr'):
-            return _negate(_nft_value(right, pkt[field]), op == '!=')
-        if protocol == 'ip' and field == 'protocol':
-            return _negate(_nft_value(right, pkt['proto']), op == '!=')
-        if protocol == 'ip6':
-            return NO  # the probes are IPv4
+        if protocol in ('ip', 'ip6'):
+            if pkt['ipver'] != (4 if protocol == 'ip' else 6):
+                return NO  # the implicit "meta nfproto" of an ip or ip6 match in an inet table
+            if field in ('saddr', 'daddr'):
+                return _negate(_nft_value(right, pkt[field]), op == '!=')
+            if field in ('protocol', 'nexthdr'):
+                return _negate(_nft_value(right, pkt['proto']), op == '!=')
         return MAYBE
     if 'meta' in left and isinstance(left['meta'], dict):
         key = left['meta'].get('key')
@@ -277,7 +279,7 @@ def _nft_match(expr, pkt):
         if key in _NFT_META:
             return _negate(_nft_value(right, pkt[_NFT_META[key]]), op == '!=')
         if key == 'nfproto':
-            return _negate(_nft_value(right, 'ipv4'), op == '!=')
+            return _negate(_nft_value(right, 'ipv%d' % pkt['ipver']), op == '!=')
         return MAYBE
     if 'ct' in left and isinstance(left['ct'], dict) and left['ct'].get('key') == 'state':
         if pkt['ct_state'] is None:
@@ -316,6 +318,47 @@ def _nft_reading(rule, pkt):
         elif kind not in _NFT_GOES_ON:
             return logs, _and(match, MAYBE), 'maybe', None  # dnat, queue, ...: it may end the chain
     return logs, match, None, None
+
+
+def _reach(lookup, reading, name, pkt, out, path=(), depth=0):
+    rules = lookup(name)
+    if rules is None or depth > _DEPTH or name in path:
+        return
+    for index, rule in enumerate(rules):
+        dummy, match, verdict, target = reading(rule, pkt)
+        if match == NO:
+            continue
+        out.append((name, index, rule))
+        if target is not None:
+            _reach(lookup, reading, target[0], pkt, out, path + (name,), depth + 1)
+        if match == YES and (verdict in ('accept', 'drop', 'return') or (target and target[1] == 'goto')):
+            return
+
+
+def xtables_matches(rule, pkt):
+    """Whether an iptables-save rule's matches take the packet: YES, NO or MAYBE."""
+    return _xt_reading(rule, pkt)[1]
+
+
+def nft_matches(rule, pkt):
+    """Whether an nft JSON rule's matches take the packet (before its verdict): YES, NO or MAYBE."""
+    return _nft_reading(rule, pkt)[1]
+
+
+def xtables_reachable(table, chain, pkt):
+    """The rules of an xtables.Table the packet may reach from built-in chain ``chain`` (through jumps):
+    [(chain, index, rule text)]. Only a rule that certainly ends the packet's way stops a chain's walk."""
+    out = []
+    _reach(lambda name: table.rules.get(name) if name in table.policies else None, _xt_reading, chain, pkt, out)
+    return out
+
+
+def nft_reachable(objects, family, table, chain, pkt):
+    """nft_walk's counterpart of xtables_reachable: [(chain, index, rule)] of ``list ruleset`` objects."""
+    chains, rules = nft.by_chain(objects, family, table)
+    out = []
+    _reach(lambda name: rules.get(name) if name in chains else None, _nft_reading, chain, pkt, out)
+    return out
 
 
 def nft_walk(objects, family, table, chain, pkt):

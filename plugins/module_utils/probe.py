@@ -40,8 +40,9 @@ _CHECK_MAX_MS = 16
 SETTLE_MS = 2
 
 
-def tcp_connect(name, address, port, timeout_ms, source_port=0, dropped=None):
-    """Connect once from namespace ``name`` and source port ``source_port`` (0: the kernel's choice);
+def tcp_connect(name, address, port, timeout_ms, source_port=0, dropped=None, source_address=None):
+    """Connect once from namespace ``name``, source port ``source_port`` (0: the kernel's choice) and
+    ``source_address`` (None: the route's);
     return (outcome, elapsed_ms, source port, what decided).
 
     The outcome is ``connected``, ``refused``, ``unreachable``, ``dropped`` (``dropped()`` said a
@@ -54,7 +55,7 @@ def tcp_connect(name, address, port, timeout_ms, source_port=0, dropped=None):
         sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        sock.bind(('::' if family == socket.AF_INET6 else '0.0.0.0', source_port))
+        sock.bind((source_address or ('::' if family == socket.AF_INET6 else '0.0.0.0'), source_port))
         source_port = sock.getsockname()[1]
         start = time.monotonic()
         outcome, decided = _connect(sock, (address, port), start + timeout_ms / 1000.0, dropped)

@@ -8,10 +8,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import json
 import os
 import re
 
+from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 
 try:
@@ -34,6 +36,18 @@ def md(value):
     line breaks as spaces."""
     text = re.sub(r'\s+', ' ', to_text(value))
     return _MD_SPECIAL.sub(lambda m: _MD_ENTITIES.get(m.group(0)) or '\\' + m.group(0), text)
+
+
+_ROLES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles')
+
+
+def template_dir(find_needle, role, template):
+    """The folder of a report's templates: where the play finds ``template`` (``find_needle``, an action's
+    _find_needle: its role's templates/), else role ``role``'s in this collection."""
+    try:
+        return os.path.dirname(find_needle('templates', template))
+    except AnsibleError:
+        return os.path.join(_ROLES, role, 'templates')
 
 
 def render(template_dir, data, name, templates):
@@ -64,3 +78,16 @@ def write_run(dest, run_id, files, latest=True):
         os.symlink(run_id, tmp_link)
         os.replace(tmp_link, link)
     return folder
+
+
+def playbook_started():
+    """When the ansible-playbook process (this worker's parent) started: one run, one folder, also across the
+    batches of a serial play. Now, where /proc cannot tell."""
+    try:
+        with open('/proc/%d/stat' % os.getppid()) as f:
+            ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+        with open('/proc/stat') as f:
+            boot = int(next(line.split()[1] for line in f if line.startswith('btime ')))
+        return datetime.datetime.fromtimestamp(boot + ticks // os.sysconf('SC_CLK_TCK'), datetime.timezone.utc)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return datetime.datetime.now(datetime.timezone.utc)

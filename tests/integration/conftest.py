@@ -28,8 +28,8 @@ INVENTORY = os.path.join(ROOT, 'inventory', 'localhost.yml')
 SYSCTL = '/proc/sys/net/netfilter/nf_log_all_netns'
 STATE_FILE = '/run/pflab/nf_log_all_netns.orig'
 MARKERS = '/run/pflab/lab-*.json'
-# Labs tests make: their own (itest*) and the scenario runner's (sc-<pid>); and scratch namespaces.
-TEST_LAB_PREFIXES = ('pfl-itest', 'pfl-sc-', 'pflscratch-')
+# Labs tests make: their own (itest*), the scenario runner's (sc-<pid>) and twins (tw-<pid>); and scratch namespaces.
+TEST_LAB_PREFIXES = ('pfl-itest', 'pfl-sc-', 'pfl-tw-', 'pflscratch-')
 
 # ansible-runner starts ansible-playbook from PATH: use the one beside this Python.
 os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']

@@ -528,3 +528,53 @@ def test_each_module_both_refused_and_carried_out_calls():
         assert sum(counts.values()) >= EXAMPLES, (module, counts)
         assert counts['done'] >= EXAMPLES // 10 and counts['failed'] >= EXAMPLES // 10, (module, dict(counts))
     assert sum(OUTCOMES['host_info'].values()) >= EXAMPLES
+
+
+# flow_verdict: the target stands in for a host with an eth0 and rules in both iptables-legacy and nftables
+
+FLOW_TEXT = st.builds('{} {} > {}:{} {} {}'.format, st.sampled_from(['tcp', 'udp', 'icmp', 'TCP']),
+                      st.sampled_from(['203.0.113.9', '203.0.113.9:40001', '[2001:db8:1::9]', '192.0.2.10', '::1']),
+                      st.sampled_from(['192.0.2.10', '[2001:db8::10]', '198.51.100.1', '0.0.0.0']),
+                      st.one_of(PORT, st.just('0'), st.just('99999')), st.sampled_from(['in', 'out', 'sideways']),
+                      st.sampled_from(['eth0', 'eth1', 'lo', 'eth0\n', '-eth0', 'x' * 16]))
+FLOW_MAP = st.fixed_dictionaries(
+    {'source': st.sampled_from(['203.0.113.9', '192.0.2.10', '2001:db8:1::9']),
+     'destination': st.sampled_from(['192.0.2.10', '2001:db8::10', '198.51.100.1']),
+     'destination_port': st.integers(min_value=1, max_value=65535), 'interface': st.just('eth0')},
+    optional={'protocol': st.sampled_from(['tcp', 'udp']), 'direction': st.sampled_from(['in', 'out']),
+              'source_port': st.integers(min_value=1, max_value=65535), 'name': WORD})
+
+
+@pytest.fixture
+def standin(target):
+    subprocess.run(['ip', '-n', target, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p'], check=True)
+    for line in (['addr', 'add', '192.0.2.10/24', 'dev', 'eth0'], ['link', 'set', 'eth0', 'up']):
+        subprocess.run(['ip', '-n', target] + line, check=True)
+    subprocess.run(['ip', 'netns', 'exec', target, 'iptables-legacy', '-A', 'INPUT', '-p', 'tcp', '--dport', '22',
+                    '-j', 'DROP'], check=True)
+    subprocess.run(['ip', 'netns', 'exec', target, 'nft', 'add table inet t; add chain inet t in '
+                    '{ type filter hook input priority 0; }; add rule inet t in udp dport 53 reject'], check=True)
+    return target
+
+
+@settings(max_examples=max(20, EXAMPLES // 5), deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(args=arguments({'netns': st.just(TARGET),
+                       'flows': st.lists(st.one_of(FLOW_TEXT, FLOW_MAP), min_size=1, max_size=3),
+                       'timeout_ms': st.integers(min_value=1, max_value=300),
+                       'max_orders': st.integers(min_value=1, max_value=3)},
+                      {'netns': BAD, 'flows': st.one_of(JUNK, st.lists(BAD, max_size=3)), 'timeout_ms': BAD,
+                       'max_orders': st.one_of(BAD, st.sampled_from([0, 121])), 'unknown': JUNK},
+                      required=('netns', 'flows')),
+       check_mode=st.booleans())
+def test_flow_verdict_arguments(standin, args, check_mode):
+    """A check never changes the host it reads, leaves no twin, and answers every flow it accepts."""
+    before = ns_state(standin)
+    result, failed = call('flow_verdict', args, check_mode, standin)
+    assert ns_state(standin) == before, ('a check changed the host it read', args)
+    assert not [n for n in netns_names() if n.startswith('pfl-tw-')]
+    if not failed:
+        assert len(result['flows']) == len(args['flows'])
+        for found in result['flows']:
+            assert found['verdict'] in ('accepted', 'dropped', 'rejected', 'depends on order', 'not replayable')
+            assert found['replayable'] or found['reason']
