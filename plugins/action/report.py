@@ -20,7 +20,6 @@ from ansible_collections.pflab.netfilter.plugins.plugin_utils import output, rep
 from ansible_collections.pflab.netfilter.plugins.plugin_utils.output import jinja2
 
 
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(('results_var', 'hosts', 'dest', 'suite', 'run_id', 'latest'))

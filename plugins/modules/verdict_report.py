@@ -13,7 +13,8 @@ short_description: Write the fleet's flow verdict report (JSON, Markdown, HTML) 
 version_added: 0.8.0
 description:
   - Runs on the controller only (action plugin). Reads the result of M(pflab.netfilter.flow_verdict) that every play
-    host registered (O(results_var)). Writes C(verdict.json) (schema C(pflab.netfilter/verdict_report/1)),
+    host registered (O(results_var)). Writes C(verdict.json) (schema C(pflab.netfilter/verdict_report/1), documented
+    in C(schemas/verdict.schema.json)),
     C(verdict.md) and a self-contained C(verdict.html) in C(<dest>/<run_id>/), then points C(<dest>/latest) at the
     folder. The HTML page has hosts by flows with their verdicts, the flows that differ or depend on registration
     order marked, and per host and order the packet's path through the rules that counted it, drawn.

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+import jsonschema
 import pytest
 import yaml
 
@@ -474,6 +475,8 @@ def test_the_playbook_checks_a_fleet_and_gates_on_differences(ansible, tmp_path)
                                verdict_dir=str(tmp_path / 'out'), verdict_fail_on='differs')
     assert failing.rc != 0
     report = json.loads((tmp_path / 'out' / 'latest' / 'verdict.json').read_text())
+    with open(os.path.join(ROOT, 'schemas', 'verdict.schema.json')) as f:
+        jsonschema.validate(report, json.load(f))
     assert [h['host'] for h in report['hosts']] == ['docker-a', 'docker-b', 'fw-a']
     rows = dict((row['flow'], row) for row in report['flows'])
     assert rows[flows[0]]['differs'] is False and set(rows[flows[0]]['verdicts'].values()) == {'accepted'}

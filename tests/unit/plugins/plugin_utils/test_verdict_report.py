@@ -1,7 +1,9 @@
 """The fleet's flow verdicts as data, the gate, and the templates rendering them (escaped)."""
 
+import json
 import os
 
+import jsonschema
 import pytest
 
 from ansible_collections.pflab.netfilter.plugins.plugin_utils import output, verdict
@@ -30,7 +32,8 @@ def result(*flows):
 
 def flow(name, *verdicts, headline=None):
     found = sorted(set(verdicts))
-    return dict(name=name, replayable=True, reason=None, verdict=found[0] if len(found) == 1 else 'depends on order',
+    return dict(name=name, flow={}, replayable=True, reason=None,
+                verdict=found[0] if len(found) == 1 else 'depends on order',
                 depends_on_order=len(found) > 1, headline=headline,
                 orders=[_order(i, v) for i, v in enumerate(verdicts)])
 
@@ -52,6 +55,16 @@ def test_the_gate(fail_on, failing, gate):
     assert rows['b']['depends_on_order'] == ['web-2'] and rows['b']['headlines'] == {'web-2': 'h'}
     # asked on one host only: the others did not ask, which is no verdict and no difference
     assert rows[HOSTILE]['verdicts'] == {'web-1': 'not asked', 'web-2': 'not asked', 'web-3': 'dropped'}
+
+
+def test_the_data_is_what_its_schema_says():
+    with open(os.path.join(ROOT, 'schemas', 'verdict.schema.json')) as f:
+        schema = json.load(f)
+    for fail_on in verdict.FAIL_ON:
+        data = verdict.build('r-1', '2026-11-28T10:00:00Z', ROWS + [('down', None, 'unreachable')], fail_on)
+        jsonschema.validate(json.loads(json.dumps(data)), schema)
+    assert schema['properties']['schema']['const'] == verdict.SCHEMA
+    assert schema['properties']['fail_on']['enum'] == list(verdict.FAIL_ON)
 
 
 def test_a_host_that_could_not_be_checked_fails_every_gate_but_never():
