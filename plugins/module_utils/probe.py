@@ -25,7 +25,8 @@ import time
 from ansible_collections.pflab.netfilter.plugins.module_utils import netns
 from ansible_collections.pflab.netfilter.plugins.module_utils.errors import PflabError
 
-_UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH)
+# ICMP errors and missing routes: host or net unreachable, admin-prohibited in IPv6 (EACCES), protocol unreachable
+_UNREACHABLE = (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENETDOWN)
 
 
 TIMEOUT_MS_MAX = 10000  # the first SYN retransmit comes after 1 s: a probe never needs more than a few

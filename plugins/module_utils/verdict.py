@@ -585,10 +585,13 @@ def decide(direction, outcome, counted, witnessed):
             return UNDETERMINED, None, 'a reject rule of a chain the answer passes too counted', path, answer, shared
         return 'accepted', None, 'the host\'s stack answered (%s)' % (
             'a reset' if outcome == 'refused' else 'an ICMP error'), path, answer, shared
-    drops = [c for c in path if c['action'] == 'drop'] or \
+    drops = [c for c in path if c['action'] in ('drop', 'reject')] or \
         [c for c in path if c['action'] == 'vmap' and _witness_filter(c) in witnessed]
-    if drops:
-        return 'dropped', drops[-1], 'no answer; its counter rose', path, answer, shared
+    if drops:  # a reject whose answer never reached the sender is a drop to it
+        why = 'no answer; its counter rose'
+        if drops[-1]['action'] == 'reject':
+            why += ' (a reject: its answer did not reach the sender)'
+        return 'dropped', drops[-1], why, path, answer, shared
     if any(c['action'] in ('drop', 'reject', 'vmap') for c in shared):
         return UNDETERMINED, None, 'no answer; a drop of a chain the answer passes too counted', path, answer, shared
     answer_drops = [c for c in answer if c['action'] in ('drop', 'reject')]

@@ -291,6 +291,7 @@ def test_rule_texts_of_a_listing_with_handles():
     ('timeout', [_counted('in', 'accept', ['input'])], set(), 'undetermined'),  # no evidence of a drop
     ('timeout', [_counted('in', 'vmap', ['input'])], {'nftables'}, 'dropped'),
     ('timeout', [_counted('lost', 'drop', [])], set(), 'undetermined'),  # hooks not known
+    ('timeout', [_counted('in', 'reject', ['input'])], {'nftables'}, 'dropped'),  # its answer never came
 ])
 def test_a_verdict_that_rests_on_nothing_certain_is_undetermined(outcome, counted, witnessed, found):
     assert verdict.decide('in', outcome, counted, witnessed)[0] == found
