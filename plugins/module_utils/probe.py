@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: pflab.netfilter contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One TCP connect from inside a network namespace, timed, from a source port given by the caller.
+"""One TCP connect (or one UDP datagram) from inside a network namespace, timed, from a source port given by the caller.
 
 The verdict comes from the kernel as soon as it has one: the SYN-ACK (connected), a
 reset (refused), an ICMP error or a missing route (unreachable), or, when the caller
@@ -10,6 +10,9 @@ the timeout is the fallback when nothing tells. The socket is always asked first
 drop counts only while the socket has no answer, and only once it still has none
 SETTLE_MS after the drop was seen (on veths, a REJECT's reset is queued before the
 SYN is freed and reaches the socket microseconds later).
+
+``udp_send`` sends one datagram the same way for the lab twin: an ICMP error answers it,
+and the socket is asked before each look at the witness (without the settling wait).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -99,3 +102,40 @@ def _connect(sock, peer, deadline, dropped):
     if code in _UNREACHABLE:
         return 'unreachable', 'error'
     raise OSError(code, os.strerror(code))
+
+
+def udp_send(name, source, source_port, destination, port, timeout_ms, dropped=None):
+    """One datagram from ``source``:``source_port`` in namespace ``name``; (outcome, elapsed_ms, source port,
+    what decided) as tcp_connect. An ICMP port unreachable is ``refused``, another ICMP error ``unreachable``, a
+    local drop (EPERM) ``dropped``, a datagram back ``answered``."""
+    family = socket.AF_INET6 if ':' in destination else socket.AF_INET
+    with netns.entered(name):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+    start = time.monotonic()
+    try:
+        sock.setblocking(False)
+        sock.bind((source, source_port))
+        sock.connect((destination, port))
+        try:
+            sock.send(b'pflab twin')
+        except OSError as e:
+            if e.errno == errno.EPERM:
+                return 'dropped', round((time.monotonic() - start) * 1000.0, 3), source_port, 'error'
+            raise
+        deadline = start + timeout_ms / 1000.0
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLERR)
+        while True:
+            left_ms = (deadline - time.monotonic()) * 1000.0
+            if poller.poll(max(0, min(left_ms, 4 if dropped else left_ms))):
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                outcome = 'refused' if code == errno.ECONNREFUSED else 'unreachable' if code else 'answered'
+                return outcome, round((time.monotonic() - start) * 1000.0, 3), source_port, 'error' if code else 'reply'
+            if dropped is not None and dropped():
+                return 'dropped', round((time.monotonic() - start) * 1000.0, 3), source_port, 'witness'
+            if left_ms <= 0:
+                return 'timeout', round((time.monotonic() - start) * 1000.0, 3), source_port, 'timeout'
+    except OSError as e:
+        raise ProbeError('datagram from %s to %s port %d: %s' % (source, destination, port, e))
+    finally:
+        sock.close()

@@ -26,16 +26,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
 import functools
 import ipaddress
 import itertools
 import json
 import os
 import re
-import select
 import signal
-import socket
 import time
 
 from ansible_collections.pflab.netfilter.plugins.module_utils import (
@@ -392,7 +389,6 @@ class Twin:
         the rules' counters); each flow's interface in ``host`` with the host's addresses and a veth to its peer
         namespace; the other interfaces rules name, as unconnected veths; routes between the flows' ends. Links are
         made inside the twin's namespaces: nothing of the host's names reaches a command run in the module's."""
-        host = self.namespaces[HOST]
         self._ip(None, ['netns add %s' % name for name in self.namespaces.values()])
         ipv6 = any(f['ipver'] == 6 for f, why in zip(self.flows, self.limits) if why is None)
         for name in self.namespaces.values():
@@ -513,8 +509,8 @@ class Twin:
         if flow['protocol'] == 'tcp':
             return probe.tcp_connect(name, flow['destination'], flow['destination_port'], self.timeout_ms,
                                      source_port=port, dropped=dropped, source_address=flow['source'])
-        return udp_send(name, flow['source'], port, flow['destination'], flow['destination_port'], self.timeout_ms,
-                        dropped)
+        return probe.udp_send(name, flow['source'], port, flow['destination'], flow['destination_port'],
+                              self.timeout_ms, dropped)
 
     def _layout(self, runner, units):
         """{counter key: the rule or policy it counts} for every counter the twin reads: the save's own (a key
@@ -570,14 +566,10 @@ class Twin:
                         rank=self._rank(reach[chain], table, chain, registered, filter_name, family, position))
 
     def _xt_save(self, filter_name, ipver, runner):
-        stem = 'iptables' if ipver == 4 else 'ip6tables'
-        binary = '%s-%s-save' % (stem, filter_name.split('-')[1])
-        path = self.module.get_bin_path(binary)
-        if not path:
-            raise TwinError('%s is not installed: the twin\'s counters cannot be read' % binary)
-        rc, out, err = runner.run([path, '-c'])
+        backend = xtables.Backend(filter_name.split('-')[1], ipver, runner, self.module.get_bin_path)
+        rc, out, err = runner.run([backend.save_cmd, '-c'])
         if rc != 0:
-            raise TwinError('%s -c failed in the twin: %s' % (path, clip(err.strip(), 200)))
+            raise TwinError('%s -c failed in the twin: %s' % (backend.save_cmd, clip(err.strip(), 200)))
         return out
 
     def _rank(self, hooks_, table, chain, registered, filter_name, family, position):
@@ -633,42 +625,6 @@ def parse_nft_texts(text):
         if m and chain:
             found[chain].append(_OWN_COUNTER.sub('', m.group(1)).strip())
     return found
-
-
-def udp_send(name, source, source_port, destination, port, timeout_ms, dropped=None):
-    """One datagram from ``source``:``source_port`` in namespace ``name``; (outcome, elapsed_ms, source port,
-    what decided) as probe.tcp_connect. An ICMP port unreachable is ``refused``; a local drop (EPERM) ``dropped``."""
-    family = socket.AF_INET6 if ':' in destination else socket.AF_INET
-    with netns.entered(name):
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-    start = time.monotonic()
-    try:
-        sock.setblocking(False)
-        sock.bind((source, source_port))
-        sock.connect((destination, port))
-        try:
-            sock.send(b'pflab twin')
-        except OSError as e:
-            if e.errno == errno.EPERM:
-                return 'dropped', round((time.monotonic() - start) * 1000.0, 3), source_port, 'error'
-            raise
-        deadline = start + timeout_ms / 1000.0
-        poller = select.poll()
-        poller.register(sock, select.POLLIN | select.POLLERR)
-        while True:
-            left_ms = (deadline - time.monotonic()) * 1000.0
-            if poller.poll(max(0, min(left_ms, 4 if dropped else left_ms))):
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                outcome = 'refused' if code == errno.ECONNREFUSED else 'unreachable' if code else 'answered'
-                return outcome, round((time.monotonic() - start) * 1000.0, 3), source_port, 'error' if code else 'reply'
-            if dropped is not None and dropped():
-                return 'dropped', round((time.monotonic() - start) * 1000.0, 3), source_port, 'witness'
-            if left_ms <= 0:
-                return 'timeout', round((time.monotonic() - start) * 1000.0, 3), source_port, 'timeout'
-    except OSError as e:
-        raise TwinError('datagram from %s to %s port %d: %s' % (source, destination, port, e))
-    finally:
-        sock.close()
 
 
 def headline(flow, replayed):
